@@ -1,0 +1,3 @@
+from eiex.cli import main
+
+raise SystemExit(main())

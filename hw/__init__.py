@@ -1,0 +1,1 @@
+"""Amaranth cores of eiex, each beside its bit-exact golden model."""

@@ -1,0 +1,1 @@
+"""Verilog generation, simulator runners and cocotb benches of eiex."""

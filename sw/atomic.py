@@ -1,0 +1,45 @@
+"""Output folders that appear whole or not at all.
+
+Work is written into a hidden temporary folder beside the target and renamed into place only
+when everything succeeded; an error or an interrupt removes the temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from eiex.sw.errors import EiexError
+
+
+def check_output_dir(out: str | Path, force: bool) -> Path:
+    """Refuse an existing output unless ``force``; call before any long work starts."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise EiexError(f"output {out} already exists (use --force to replace it)")
+    if out.exists() and not out.is_dir():
+        raise EiexError(f"output {out} exists and is not a folder")
+    if not out.parent.exists():
+        raise EiexError(f"the folder {out.parent} that should hold {out.name} does not exist")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    out = check_output_dir(out, force)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            out.rename(trash / out.name)
+            tmp.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,91 @@
+"""Seeded, deterministic training and evaluation on in-memory tensors."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from eiex.sw.data import InputNorm, Split
+from eiex.sw.errors import EiexError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    lr: float
+    batch_size: int = 64
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Tensors:
+    x: torch.Tensor  # float32 (n, 1, 28, 28), normalised
+    y: torch.Tensor  # int64 (n,)
+
+    @classmethod
+    def of(cls, split: Split, norm: InputNorm) -> "Tensors":
+        x = torch.from_numpy(norm.apply(split.images)).unsqueeze(1)
+        return cls(x, torch.from_numpy(split.labels))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch]).argmax(1) for i in range(0, len(x), batch)])
+
+
+def accuracy(model: nn.Module, data: Tensors) -> float:
+    return float((predict(model, data.x) == data.y).float().mean())
+
+
+def fit(
+    model: nn.Module,
+    data: Tensors,
+    config: TrainConfig,
+    *,
+    seed: int,
+    params: list[torch.Tensor] | None = None,
+    before_step: Callable[[], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    desc: str = "train",
+) -> None:
+    """Adam with cross-entropy over shuffled mini-batches.
+
+    ``params`` are the tensors to optimise (default: all of the model's). ``before_step`` runs
+    after the backward pass (to mask or redirect gradients), ``after_step`` after each update
+    (to re-impose masks or shared values).
+    """
+    params = list(model.parameters()) if params is None else params
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(data.y)
+    for _ in tqdm(range(config.epochs), desc=desc, leave=False, disable=None):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, config.batch_size):
+            batch = order[start : start + config.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(data.x[batch]), data.y[batch])
+            if not math.isfinite(loss.item()):
+                raise EiexError(f"{desc}: the loss became {loss.item()} (lower the learning rate, {config.lr})")
+            loss.backward()
+            if before_step is not None:
+                before_step()
+            optimizer.step()
+            if after_step is not None:
+                after_step()

@@ -59,6 +59,7 @@ def compress(
     log=print,
 ) -> CompressResult:
     """Compress ``model_name`` on ``dataset_name``; ``dense_weights`` (npz) skips dense training."""
+    seed_everything(seed)  # before the model exists: its initial weights come from the seed
     model = build_model(model_name)
     recipe = load_recipe(model_name, model, recipe_path)
     initial = read_npz(dense_weights) if dense_weights is not None else None
@@ -74,7 +75,6 @@ def compress(
         seconds[stage] = now - clock
         clock = now
 
-    seed_everything(seed)
     if initial is not None:
         model.load_npz(initial, str(dense_weights))
         log(f"dense weights from {dense_weights}")

@@ -1,0 +1,13 @@
+import pytest
+
+from eiex.sw.data import InputNorm, load_dataset
+from eiex.sw.train import Tensors
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """500 training and 200 held-out MNIST-5k digits, normalised."""
+    ds = load_dataset("mnist5k")
+    norm = InputNorm.fit(ds.train.images)
+    train, test = Tensors.of(ds.train, norm), Tensors.of(ds.test, norm)
+    return Tensors(train.x[:500], train.y[:500]), Tensors(test.x[:200], test.y[:200])

@@ -1,0 +1,165 @@
+"""`eiex compress` end to end: outputs recomputed independently, targets, and bad input."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eiex.cli import main
+from eiex.sw import plots
+from eiex.sw.data import InputNorm, load_dataset
+from eiex.sw.models import build_model
+from eiex.sw.train import Tensors, accuracy
+
+FAST_RECIPE = """
+[train]
+epochs = 3
+[prune]
+steps = 2
+epochs = 1
+sensitivity = [0.0, 0.5, 0.9]
+[share]
+epochs = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def fast_recipe(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipe") / "fast.toml"
+    path.write_text(FAST_RECIPE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def compressed_run(tmp_path_factory, fast_recipe):
+    out = tmp_path_factory.mktemp("run") / "lenet300"
+    assert main(["compress", "--model", "lenet300", "--recipe", str(fast_recipe), "--out", str(out)]) == 0
+    return out
+
+
+def held_out_accuracy(npz_path, norm):
+    model = build_model("lenet300")
+    with np.load(npz_path) as f:
+        model.load_npz(dict(f), str(npz_path))
+    ds = load_dataset("mnist5k")
+    return accuracy(model, Tensors.of(ds.test, norm))
+
+
+def recount_pq_bits(w, bits, index_bits):
+    """Independent recount: walk every column, one entry per non-zero plus fillers."""
+    rows, cols = w.shape
+    entries = 0
+    for j in range(cols):
+        last = -1
+        for r in np.flatnonzero(w[:, j]):
+            entries += int(r - last - 1) // 2**index_bits + 1
+            last = r
+    pointer_width = max(1, entries.bit_length())
+    return entries * (bits + index_bits) + (cols + 1) * pointer_width + (2**bits - 1) * 32 + rows * 32
+
+
+def test_outputs_are_complete(compressed_run):
+    names = {p.name for p in compressed_run.iterdir()}
+    assert {"report.json", "report.md", "dense.npz", "compressed.npz", "sensitivity.csv",
+            "sensitivity.png", "weights.png", "kept.png"} <= names
+    report = json.loads((compressed_run / "report.json").read_text())
+    for key in ("model", "dataset", "dense_accuracy", "compressed_accuracy", "compression_ratio",
+                "dense_bytes", "compressed_bytes", "layers", "input"):
+        assert key in report
+    assert set(report["input"]) == {"pixel_scale", "mean", "std"}
+    assert "| fc1 | 235,200 |" in (compressed_run / "report.md").read_text()
+    with np.load(compressed_run / "compressed.npz") as f:
+        assert sorted(f.files) == ["b0", "b1", "b2", "w0", "w1", "w2"]
+        assert f["w0"].shape == (300, 784) and f["w0"].dtype == np.float32
+
+
+def test_accuracies_recomputed_from_the_npz_files(compressed_run):
+    report = json.loads((compressed_run / "report.json").read_text())
+    norm = InputNorm(**report["input"])
+    assert held_out_accuracy(compressed_run / "dense.npz", norm) == pytest.approx(report["dense_accuracy"])
+    assert held_out_accuracy(compressed_run / "compressed.npz", norm) == pytest.approx(report["compressed_accuracy"])
+
+
+def test_size_recounted_from_compressed_npz(compressed_run):
+    report = json.loads((compressed_run / "report.json").read_text())
+    total = 0
+    with np.load(compressed_run / "compressed.npz") as f:
+        for l, layer in enumerate(report["layers"]):
+            w = f[f"w{l}"]
+            values = np.unique(w[w != 0])
+            assert len(values) <= 2 ** layer["bits"] - 1
+            assert layer["kept"] == np.count_nonzero(w)
+            total += recount_pq_bits(w, layer["bits"], layer["index_bits"])
+    assert report["compressed_bytes_pq"] == math.ceil(total / 8)
+    assert report["dense_bytes"] == 266_610 * 4
+    assert report["compression_ratio"] == pytest.approx(report["dense_bytes"] / report["compressed_bytes"])
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "eiex", *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc, code, text):
+    assert proc.returncode == code
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_model_is_one_line():
+    assert_one_line_error(run_cli("compress", "--model", "vgg", "--out", "x"), 2, "invalid choice: 'vgg'")
+
+
+def test_existing_output_is_refused_then_replaced_with_force(tmp_path, fast_recipe, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["compress", "--model", "lenet300", "--recipe", str(fast_recipe), "--out", str(out)]) == 1
+    assert "already exists (use --force" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert main(["compress", "--model", "lenet300", "--recipe", str(fast_recipe), "--out", str(out), "--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "report.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folders left
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda a: a["w1"].__setitem__((3, 4), np.nan), "w1 contains NaN or infinite values"),
+    (lambda a: a.__setitem__("w0", a["w0"][:, :100]), "w0 has shape (300, 100)"),
+    (lambda a: a.pop("b2"), "lacks b2"),
+])
+def test_bad_dense_weights(tmp_path, compressed_run, fast_recipe, corrupt, message):
+    with np.load(compressed_run / "dense.npz") as f:
+        arrays = dict(f)
+    corrupt(arrays)
+    np.savez(tmp_path / "w.npz", **arrays)
+    proc = run_cli("compress", "--model", "lenet300", "--weights", str(tmp_path / "w.npz"),
+                   "--recipe", str(fast_recipe), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, 1, message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "mnist"], "needs --data-dir"),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent"], "does not exist"),
+    (["--recipe", "/nonexistent.toml"], "recipe file /nonexistent.toml not found"),
+    (["--weights", "/nonexistent.npz"], "weights file /nonexistent.npz not found"),
+])
+def test_bad_arguments_fail_in_one_line(tmp_path, args, message, capsys):
+    assert main(["compress", "--model", "lenet300", "--out", str(tmp_path / "o"), *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_failed_run_leaves_no_half_written_folder(tmp_path, fast_recipe, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots, "sensitivity_curves", broken)
+    out = tmp_path / "out"
+    assert main(["compress", "--model", "lenet300", "--recipe", str(fast_recipe), "--out", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

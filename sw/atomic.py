@@ -22,14 +22,15 @@ def check_output_dir(out: str | Path, force: bool) -> Path:
         raise EiexError(f"output {out} already exists (use --force to replace it)")
     if out.exists() and not out.is_dir():
         raise EiexError(f"output {out} exists and is not a folder")
-    if not out.parent.exists():
-        raise EiexError(f"the folder {out.parent} that should hold {out.name} does not exist")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise EiexError(f"{out.parent} is not a folder, so it cannot hold {out.name}")
     return out
 
 
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     out = check_output_dir(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp

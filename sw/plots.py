@@ -19,7 +19,7 @@ def weight_distributions(path: Path, dense: dict[str, np.ndarray], shared: dict)
         before = dense[f"w{l}"].ravel()
         after = shared[name].weights().ravel()
         after = after[after != 0]
-        limit = float(np.abs(before).max())
+        limit = float(max(np.abs(before).max(), np.abs(shared[name].codebook).max()))
         bins = np.linspace(-limit, limit, 121)
         axes[0, l].hist(before, bins=bins, color="tab:blue")
         axes[0, l].set_title(f"{name}: dense")

@@ -16,6 +16,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed must be an integer from 0 to 2**32 - 1, not {text!r}")
+    return value
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -68,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="folder of the MNIST IDX files (--dataset mnist)")
     p.add_argument("--recipe", type=Path, help="TOML file overriding the built-in recipe")
     p.add_argument("--weights", type=Path, help="npz of trained dense weights (w0, b0, ...): skip dense training")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_compress)
@@ -76,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job end to end on the bundled MNIST subset")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--quick", action="store_true", help="LeNet-300-100 only")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -109,8 +109,26 @@ def assert_one_line_error(proc, code, text):
     assert "Traceback" not in proc.stderr
 
 
-def test_unknown_model_is_one_line():
-    assert_one_line_error(run_cli("compress", "--model", "vgg", "--out", "x"), 2, "invalid choice: 'vgg'")
+@pytest.mark.parametrize("args, message", [
+    (["--model", "vgg"], "invalid choice: 'vgg'"),
+    (["--model", "lenet300", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["--model", "lenet300", "--seed", "-1"], "seed must be an integer from 0 to 2**32 - 1"),
+])
+def test_bad_command_line_is_one_line(args, message):
+    assert_one_line_error(run_cli("compress", *args, "--out", "x"), 2, message)
+
+
+def test_filter_pruning_end_to_end(tmp_path, fast_recipe):
+    recipe = tmp_path / "filters.toml"
+    recipe.write_text(fast_recipe.read_text() + "[layers.conv2]\nfilters = 0.2\n")
+    out = tmp_path / "lenet5"
+    assert main(["compress", "--model", "lenet5", "--recipe", str(recipe), "--out", str(out)]) == 0
+    with np.load(out / "compressed.npz") as f:
+        conv2, bias2, fc1 = f["w1"], f["b1"], f["w2"]
+    removed = np.flatnonzero(~conv2.reshape(50, -1).any(axis=1))
+    assert len(removed) == 10
+    assert np.all(bias2[removed] == 0)
+    assert not fc1.reshape(500, 50, 16)[:, removed].any()  # the channels nobody reads any more
 
 
 def test_existing_output_is_refused_then_replaced_with_force(tmp_path, fast_recipe, capsys):

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eiex.sw.errors import EiexError
+from eiex.sw import kmeans as km
 from eiex.sw.kmeans import KMeansResult, kmeans1d, linear_init, lloyd, optimal
 
 # ----------------------------------------------------------------------------- references
@@ -353,3 +354,36 @@ def test_bad_input_raises(method, x, k, kw, message):
 def test_bad_options_raise(call, message):
     with pytest.raises(EiexError, match=message):
         call()
+
+
+# ---------------------------------------------------------------- gridded optimum for large inputs
+
+
+def test_gridded_optimal_is_close_to_the_exact_optimum():
+    rng = np.random.default_rng(7)
+    x = rng.laplace(scale=0.02, size=20_000)
+    exact = optimal(x, 7)
+    near = km.gridded_optimal(x, 7, bins=512)
+    assert near.inertia <= exact.inertia * (1 + 1e-3)
+    assert near.inertia >= exact.inertia * (1 - 1e-12)
+    # a Lloyd fixed point of the raw data: every point sits with its nearest centroid
+    nearest = np.argmin(np.abs(x[:, None] - near.centroids[None, :]), axis=1)
+    assert np.array_equal(near.centroids[nearest], near.centroids[near.labels])
+
+
+def test_kmeans1d_switches_to_the_grid_for_large_inputs(monkeypatch):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=3000)
+    monkeypatch.setattr(km, "EXACT_WORK_LIMIT", 1000)
+    monkeypatch.setattr(km, "GRID_BINS", 64)
+    got = km.kmeans1d(x, 5, method="optimal")
+    want = km.gridded_optimal(x, 5, bins=64)
+    assert np.array_equal(got.centroids, want.centroids)
+    monkeypatch.setattr(km, "EXACT_WORK_LIMIT", 10**9)
+    assert np.array_equal(km.kmeans1d(x, 5).centroids, optimal(x, 5).centroids)
+
+
+def test_gridded_optimal_with_data_in_few_cells():
+    x = np.concatenate([np.zeros(100), np.full(100, 1e-9), [1.0]])
+    result = km.gridded_optimal(x, 3, bins=16)
+    assert result.inertia == optimal(x, 3).inertia

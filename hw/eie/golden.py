@@ -63,9 +63,15 @@ def run_layers(image: EieImage, a: np.ndarray) -> list[np.ndarray]:
     bound = (1 << (e.act_bits - 1)) * (1 << (e.weight_bits - 1)) * max(l.cols for l in image.layers)
     if bound + (1 << (e.bias_bits - 1)) >= 1 << 62:
         raise EiexError("act_bits, weight_bits and layer widths this large overflow the int64 golden model")
+    exact_in_float = bound < 1 << 52  # BLAS products are then exact integers
     outputs = []
     for l, layer in enumerate(image.layers):
-        acc = a @ decode_weights(image, l).T + layer_bias(image, l)
+        w = decode_weights(image, l)
+        if exact_in_float:
+            acc = (a.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+        else:
+            acc = a @ w.T
+        acc += layer_bias(image, l)
         a = rescale(acc, layer.weight_frac, e.act_bits, layer.relu)
         outputs.append(a)
     return outputs

@@ -1,0 +1,219 @@
+"""Float weights of a multi-layer perceptron to an EIE image: codebooks, fixed point, row order.
+
+- Codebooks: a layer with at most ``2**idx_bits - 1`` distinct non-zero weights uses them as its
+  codebook; a layer with more is clustered first (k-means, :mod:`eiex.sw.sharing`).
+- ``weight_frac`` per layer: the finest scale at which every codebook value fits ``weight_bits``
+  and every bias fits ``bias_bits`` (at ``act_frac + weight_frac``).
+- ``act_frac``: the candidate whose golden-model accuracy on calibration data is highest
+  (ties: the finer scale); without calibration data, the finest scale at which the calibration-free
+  bound of the inputs fits.
+- Load balance (optional, beyond the paper): a hidden layer's rows are reordered so that every PE
+  gets about the same number of entries; the next layer's columns follow, so the image computes the
+  same function and the final outputs keep their order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from eiex.hw.eie import golden
+from eiex.sw.eie_encode import IntLayer, build_image
+from eiex.sw.eie_image import EieImage, EngineParams
+from eiex.sw.errors import EiexError
+from eiex.sw.sharing import share_layer
+from eiex.sw.sparse import encode_columns
+
+
+@dataclass(frozen=True)
+class FloatLayer:
+    weight: np.ndarray  # (out, in) float, zeros where pruned
+    bias: np.ndarray  # (out,) float
+    relu: bool
+    name: str
+
+
+def layers_from_npz(arrays: dict[str, np.ndarray], source: str) -> list[FloatLayer]:
+    """``w0, b0, w1, b1, ...`` (and an optional boolean ``relu`` array) as float layers."""
+    n = 0
+    while f"w{n}" in arrays:
+        n += 1
+    if n == 0:
+        raise EiexError(f"{source} holds no w0: an MLP's weights are saved as w0, b0, w1, b1, ...")
+    relu = np.ones(n, dtype=bool)
+    relu[-1] = False
+    if "relu" in arrays:
+        relu = np.asarray(arrays["relu"])
+        if relu.shape != (n,) or relu.dtype != bool:
+            raise EiexError(f"{source}: relu must be a boolean array of {n} flags, not {relu.dtype} {relu.shape}")
+    layers = []
+    for l in range(n):
+        w = np.asarray(arrays[f"w{l}"])
+        b = np.asarray(arrays.get(f"b{l}", np.zeros(w.shape[0] if w.ndim else 0)))
+        if w.ndim != 2:
+            raise EiexError(f"{source}: w{l} has shape {w.shape}; the EIE engine runs (out, in) matrices")
+        if b.shape != (w.shape[0],):
+            raise EiexError(f"{source}: b{l} has shape {b.shape}, w{l} needs ({w.shape[0]},)")
+        if l and w.shape[1] != layers[-1].weight.shape[0]:
+            raise EiexError(f"{source}: w{l} takes {w.shape[1]} inputs but w{l - 1} gives {layers[-1].weight.shape[0]}")
+        for key, value in ((f"w{l}", w), (f"b{l}", b)):
+            if not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
+                raise EiexError(f"{source}: {key} contains NaN, infinite or non-numeric values")
+        layers.append(FloatLayer(w.astype(np.float64), b.astype(np.float64), bool(relu[l]), f"fc{l + 1}"))
+    return layers
+
+
+def codebook_of(layer: FloatLayer, idx_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, float codebook with entry 0 == 0) of one layer."""
+    values = np.unique(layer.weight[layer.weight != 0])
+    if len(values) <= 2**idx_bits - 1:
+        codebook = np.zeros(2**idx_bits)
+        codebook[1 : 1 + len(values)] = values
+        codes = np.zeros(layer.weight.shape, dtype=np.int64)
+        nonzero = layer.weight != 0
+        codes[nonzero] = np.searchsorted(values, layer.weight[nonzero]) + 1
+        return codes, codebook
+    shared = share_layer(layer.weight, idx_bits, "optimal")
+    return shared.codes, shared.codebook.astype(np.float64)
+
+
+def needed_idx_bits(layers: list[FloatLayer]) -> int:
+    distinct = max(len(np.unique(l.weight[l.weight != 0])) for l in layers)
+    return max(1, int(distinct).bit_length())
+
+
+def _signed_fits(x: np.ndarray, bits: int) -> bool:
+    return x.size == 0 or (x.min() >= -(1 << (bits - 1)) and x.max() <= (1 << (bits - 1)) - 1)
+
+
+def choose_weight_frac(codebook: np.ndarray, bias: np.ndarray, act_frac: int, params: EngineParams) -> int:
+    """The finest scale at which the codebook fits weight_bits and the biases fit bias_bits."""
+    for frac in range(62 - act_frac, -1, -1):
+        if _signed_fits(np.rint(codebook * 2.0**frac), params.weight_bits) and _signed_fits(
+            np.rint(bias * 2.0 ** (frac + act_frac)), params.bias_bits
+        ):
+            return frac
+    raise EiexError("a codebook value or bias is too large for weight_bits/bias_bits at any scale")
+
+
+def balanced_row_order(codes: np.ndarray, n_pe: int) -> np.ndarray:
+    """Original row indices in image order, so each PE's share of entries is about equal.
+
+    Longest-processing-time first: rows by descending non-zeros, each to the least loaded PE that
+    still has a free row slot (PE ``p`` must own exactly ``ceil((rows - p) / n_pe)`` rows).
+    """
+    rows = codes.shape[0]
+    work = np.count_nonzero(codes, axis=1)
+    capacity = np.array([max(0, -(-(rows - p) // n_pe)) for p in range(n_pe)])
+    load = np.zeros(n_pe, dtype=np.int64)
+    assigned: list[list[int]] = [[] for _ in range(n_pe)]
+    for row in np.argsort(-work, kind="stable"):  # a loop over rows, not weights
+        open_pes = np.flatnonzero(capacity > 0)
+        p = open_pes[np.argmin(load[open_pes])]
+        assigned[p].append(int(row))
+        load[p] += work[row]
+        capacity[p] -= 1
+    order = np.empty(rows, dtype=np.int64)
+    for p, owned in enumerate(assigned):
+        order[p::n_pe] = owned
+    return order
+
+
+@dataclass(frozen=True)
+class SharedFloatLayer:
+    """A layer after codebook assignment and row reordering, before fixed-point scaling."""
+
+    codes: np.ndarray
+    codebook: np.ndarray
+    bias: np.ndarray
+    relu: bool
+    name: str
+
+
+def share_and_order(layers: list[FloatLayer], params: EngineParams, balance: bool) -> tuple[list[SharedFloatLayer], dict]:
+    shared, row_order = [], {}
+    previous_order = None
+    for l, layer in enumerate(layers):
+        codes, codebook = codebook_of(layer, params.idx_bits)
+        bias = layer.bias
+        if previous_order is not None:
+            codes = codes[:, previous_order]  # this layer's inputs arrive in the new order
+        previous_order = None
+        if balance and l < len(layers) - 1:
+            previous_order = balanced_row_order(codes, params.n_pe)
+            codes, bias = codes[previous_order], bias[previous_order]
+            row_order[layer.name] = previous_order.tolist()
+        shared.append(SharedFloatLayer(codes, codebook, bias, layer.relu, layer.name))
+    return shared, row_order
+
+
+def scale(layers: list[SharedFloatLayer], params: EngineParams) -> list[IntLayer]:
+    """Fixed point at ``params.act_frac``, each layer at its finest fitting ``weight_frac``."""
+    scaled = []
+    for layer in layers:
+        frac = choose_weight_frac(layer.codebook, layer.bias, params.act_frac, params)
+        codebook = np.rint(layer.codebook * 2.0**frac).astype(np.int64)
+        bias = np.rint(layer.bias * 2.0 ** (frac + params.act_frac)).astype(np.int64)
+        scaled.append(IntLayer(layer.codes, codebook, bias, layer.relu, frac, layer.name))
+    return scaled
+
+
+def export_eie(
+    layers: list[FloatLayer],
+    params: EngineParams,
+    *,
+    input_norm: dict | None = None,
+    calibration: np.ndarray | None = None,
+    balance: bool = False,
+) -> tuple[EieImage, dict]:
+    """An image of ``layers`` and a record of the fixed-point choice.
+
+    ``calibration`` is raw inputs, e.g. the training pixels; with it every ``act_frac`` is tried
+    on the golden model and the one that agrees best with the float model is kept: most equal
+    predictions, then the smallest squared error of the outputs. Without it ``params.act_frac``
+    is used as given.
+    """
+    shared, row_order = share_and_order(layers, params, balance)
+    candidates = [params.act_frac] if calibration is None else range(params.act_bits - 1, -1, -1)
+    if calibration is not None:
+        if input_norm is None:
+            raise EiexError("calibration needs the input normalization (pixel_scale, mean, std)")
+        reference = float_forward(layers, calibration, input_norm)
+    best, tried = None, {}
+    for act_frac in candidates:
+        trial = replace(params, act_frac=act_frac)
+        try:
+            image = build_image(scale(shared, trial), trial, input=input_norm)
+        except EiexError:
+            if calibration is None:
+                raise
+            continue
+        image.row_order = row_order
+        if calibration is None:
+            return image, {"act_frac": act_frac}
+        fixed = golden.run(image, golden.quantize_input(image, calibration)) / 2.0**act_frac
+        agreement = float((fixed.argmax(axis=1) == reference.argmax(axis=1)).mean())
+        error = float(((fixed - reference) ** 2).mean())
+        tried[act_frac] = {"agreement": agreement, "mse": error}
+        if best is None or (agreement, -error) > (tried[best[0]]["agreement"], -tried[best[0]]["mse"]):
+            best = (act_frac, image)
+    if best is None:
+        raise EiexError("no act_frac gives an image whose values fit the engine's widths")
+    return best[1], {"act_frac": best[0], "calibration": tried}
+
+
+def float_forward(layers: list[FloatLayer], raw: np.ndarray, input_norm: dict) -> np.ndarray:
+    """The float MLP on raw inputs: what the fixed-point image approximates."""
+    x = (np.asarray(raw, dtype=np.float64) * input_norm["pixel_scale"] - input_norm["mean"]) / input_norm["std"]
+    for layer in layers:
+        x = x @ layer.weight.T + layer.bias
+        if layer.relu:
+            x = np.maximum(x, 0)
+    return x
+
+
+def load_balance(codes: np.ndarray, n_pe: int, rel_bits: int) -> float:
+    """Mean over max of the PEs' entry counts for one layer (1.0 is perfect balance)."""
+    work = np.array([encode_columns(codes[p::n_pe], rel_bits).n_entries for p in range(n_pe)])
+    return float(work.mean() / max(work.max(), 1))

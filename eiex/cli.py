@@ -45,6 +45,54 @@ def cmd_compress(args) -> int:
     return 0
 
 
+MEMORY_FORMATS = ("hex", "bin", "coe", "mif", "ihex")
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in MEMORY_FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(unknown) or text!r}; choose from {','.join(MEMORY_FORMATS)}")
+    return formats
+
+
+def cmd_export_eie(args) -> int:
+    from eiex.sw.atomic import check_output_dir
+    from eiex.sw.data import load_dataset
+    from eiex.sw.eie_export import engine_for, export_model, layers_from_npz, read_model_folder
+    from eiex.sw.eie_files import write_image
+    from eiex.sw.npz import read_npz
+
+    check_output_dir(args.out, args.force)
+    calibration = input_norm = None
+    if args.model is not None:
+        arrays, report = read_model_folder(args.model)
+        source, input_norm = str(args.model / "compressed.npz"), report.get("input")
+        if report.get("dataset") == "mnist5k":
+            train = load_dataset("mnist5k").train.images
+            calibration = train.reshape(len(train), -1)
+    else:
+        arrays, source = read_npz(args.npz), str(args.npz)
+    layers = layers_from_npz(arrays, source)
+    params = engine_for(
+        layers, args.pes, idx_bits=args.idx_bits, rel_bits=args.rel_bits, act_bits=args.act_bits,
+        act_frac=args.act_frac, weight_bits=args.weight_bits, bias_bits=args.bias_bits,
+        ptr_bits=args.ptr_bits, entries_per_word=args.entries_per_word,
+    )
+    image, info = export_model(
+        layers, params, input_norm=input_norm, calibration=calibration if args.act_frac is None else None,
+        balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
+    )
+    write_image(image, args.out, formats=args.formats, huffman_max_len=args.huffman, force=args.force)
+    e = image.engine
+    print(f"EIE image for {e.n_pe} PEs in {args.out}: act_frac {e.act_frac}, weight_frac "
+          f"{', '.join(str(l.weight_frac) for l in image.layers)}, idx_bits {e.idx_bits}, rel_bits {e.rel_bits}, "
+          f"{sum(len(pe.v) for pe in image.pes):,} entries; formats {','.join(args.formats)}"
+          f"{', Huffman-coded streams' if args.huffman else ''}{', rows load-balanced' if args.balance else ''}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from eiex.sw.atomic import atomic_output_dir, check_output_dir
     from eiex.sw.compress import compress, write_outputs
@@ -82,6 +130,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("export", help="write memory images for an accelerator")
+    engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
+    p = engines.add_parser("eie", help="EIE sparse engine image (shared/spec/eie-image.md)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="an eiex compress output folder")
+    source.add_argument("--npz", type=Path, help="weights w0, b0, w1, b1, ... (optional boolean relu)")
+    p.add_argument("--pes", type=int, default=8, help="processing elements (default 8)")
+    p.add_argument("--formats", type=_formats, default=("hex",), help="comma list of hex,bin,coe,mif,ihex (hex always)")
+    p.add_argument("--huffman", type=int, nargs="?", const=16, default=None, metavar="MAX_LEN",
+                   help="also write Huffman-coded entry streams (longest code, default 16)")
+    p.add_argument("--balance", action="store_true", help="reorder hidden rows so PEs get equal work")
+    for name, help_text in (("idx-bits", "weight index width (default: from the distinct values)"),
+                            ("rel-bits", "relative row index width (default 4)"),
+                            ("act-bits", "activation width (default 16)"),
+                            ("act-frac", "activation fraction bits (default: calibrated)"),
+                            ("weight-bits", "codebook value width (default 16)"),
+                            ("bias-bits", "bias width (default 32)"),
+                            ("ptr-bits", "column pointer width (default: what the largest PE needs, at least 16)"),
+                            ("entries-per-word", "sparse entries per memory word (default 8)")):
+        p.add_argument(f"--{name}", type=int, help=help_text)
+    p.add_argument("--out", type=Path, required=True, help="image folder (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing image folder")
+    p.set_defaults(func=cmd_export_eie)
 
     p = sub.add_parser("demo", help="the main job end to end on the bundled MNIST subset")
     p.add_argument("--out", type=Path, default=Path("out/demo"))

@@ -16,8 +16,8 @@ import numpy as np
 from eiex.sw import plots, report
 from eiex.sw.atomic import atomic_output_dir, check_output_dir
 from eiex.sw.data import InputNorm, load_dataset
-from eiex.sw.errors import EiexError
 from eiex.sw.models import build_model
+from eiex.sw.npz import read_npz
 from eiex.sw.pruning import Masks, check_finite, filter_prune, iterative_prune, sensitivity
 from eiex.sw.recipe import Recipe, load_recipe
 from eiex.sw.sharing import SharedLayer, finetune_centroids, share_weights
@@ -35,17 +35,6 @@ class CompressResult:
     sensitivity: dict[str, list[float]]
     recipe: Recipe
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise EiexError(f"weights file {path} not found") from None
-    except (OSError, ValueError, EOFError) as e:
-        raise EiexError(f"cannot read {path} as an npz file: {e}") from None
 
 
 def compress(

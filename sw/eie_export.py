@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from eiex.hw.eie import golden
 from eiex.sw.eie_encode import IntLayer, build_image
 from eiex.sw.eie_image import EieImage, EngineParams
 from eiex.sw.errors import EiexError
+from eiex.sw.npz import read_npz
 from eiex.sw.sharing import share_layer
 from eiex.sw.sparse import encode_columns
 
@@ -217,3 +220,46 @@ def load_balance(codes: np.ndarray, n_pe: int, rel_bits: int) -> float:
     """Mean over max of the PEs' entry counts for one layer (1.0 is perfect balance)."""
     work = np.array([encode_columns(codes[p::n_pe], rel_bits).n_entries for p in range(n_pe)])
     return float(work.mean() / max(work.max(), 1))
+
+
+def read_model_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """compressed.npz and report.json of an ``eiex compress`` output folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EiexError(f"model folder {folder} does not exist")
+    report_path, npz_path = folder / "report.json", folder / "compressed.npz"
+    for path in (report_path, npz_path):
+        if not path.is_file():
+            raise EiexError(f"{folder} is not an eiex compress output: {path.name} is missing")
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EiexError(f"cannot read {report_path}: {e}") from None
+    if any(layer.get("shape") and len(layer["shape"]) != 2 for layer in report.get("layers", [])):
+        raise EiexError(f"{report.get('model')} has convolutions; the EIE engine runs multi-layer perceptrons")
+    return read_npz(npz_path), report
+
+
+def engine_for(layers: list[FloatLayer], n_pe: int, **overrides) -> EngineParams:
+    """Engine parameters for these layers: idx_bits from their distinct values unless given."""
+    settings = {"n_pe": n_pe, "idx_bits": needed_idx_bits(layers), **{k: v for k, v in overrides.items() if v is not None}}
+    return EngineParams(**settings)
+
+
+def export_model(
+    layers: list[FloatLayer],
+    params: EngineParams,
+    *,
+    input_norm: dict | None,
+    calibration: np.ndarray | None,
+    balance: bool,
+    auto_ptr_bits: bool,
+) -> tuple[EieImage, dict]:
+    """``export_eie`` with pointer width grown to the largest PE when the caller did not fix it."""
+    if auto_ptr_bits:
+        params = replace(params, ptr_bits=32)
+    image, info = export_eie(layers, params, input_norm=input_norm, calibration=calibration, balance=balance)
+    if auto_ptr_bits:
+        widest = max(int(pe.ptr.max(initial=0)) for pe in image.pes)
+        image.engine = replace(image.engine, ptr_bits=max(16, widest.bit_length()))
+    return image, info

@@ -1,0 +1,20 @@
+"""Reading weight files (``w0, b0, ...`` npz) with one clear error for every way they fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from eiex.sw.errors import EiexError
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise EiexError(f"weights file {path} not found") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise EiexError(f"cannot read {path} as an npz file: {e}") from None

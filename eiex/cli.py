@@ -75,11 +75,7 @@ def cmd_export_eie(args) -> int:
     else:
         arrays, source = read_npz(args.npz), str(args.npz)
     layers = layers_from_npz(arrays, source)
-    params = engine_for(
-        layers, args.pes, idx_bits=args.idx_bits, rel_bits=args.rel_bits, act_bits=args.act_bits,
-        act_frac=args.act_frac, weight_bits=args.weight_bits, bias_bits=args.bias_bits,
-        ptr_bits=args.ptr_bits, entries_per_word=args.entries_per_word,
-    )
+    params = engine_for(layers, args.pes, **_engine_overrides(args))
     image, info = export_model(
         layers, params, input_norm=input_norm, calibration=calibration if args.act_frac is None else None,
         balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
@@ -90,6 +86,104 @@ def cmd_export_eie(args) -> int:
           f"{', '.join(str(l.weight_frac) for l in image.layers)}, idx_bits {e.idx_bits}, rel_bits {e.rel_bits}, "
           f"{sum(len(pe.v) for pe in image.pes):,} entries; formats {','.join(args.formats)}"
           f"{', Huffman-coded streams' if args.huffman else ''}{', rows load-balanced' if args.balance else ''}")
+    return 0
+
+
+def _engine_args(p) -> None:
+    for name, help_text in (("idx-bits", "weight index width"), ("rel-bits", "relative row index width"),
+                            ("act-bits", "activation width"), ("act-frac", "activation fraction bits"),
+                            ("weight-bits", "codebook value width"), ("bias-bits", "bias width"),
+                            ("ptr-bits", "column pointer width"), ("entries-per-word", "sparse entries per word")):
+        p.add_argument(f"--{name}", type=int, help=help_text)
+
+
+def _engine_overrides(args) -> dict:
+    names = ("idx_bits", "rel_bits", "act_bits", "act_frac", "weight_bits", "bias_bits", "ptr_bits",
+             "entries_per_word")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_verilog_eie(args) -> int:
+    from eiex.hw.eie.loader import memory_contents
+    from eiex.hw.eie.params import HwParams
+    from eiex.hw.eie.verilog import to_verilog
+    from eiex.sw.atomic import atomic_write
+    from eiex.sw.eie_image import EngineParams
+
+    if args.images is not None:
+        from eiex.sw.eie_files import load_image
+
+        image = load_image(args.images)
+        hw = HwParams.for_image(image, queue_depth=args.queue_depth)
+        init = memory_contents(image, hw) if args.preload else None
+    else:
+        if args.preload:
+            raise EiexError("--preload needs --images: the memories are initialized from an image")
+        engine = EngineParams(n_pe=args.pes, **_engine_overrides(args))
+        hw = HwParams(engine=engine, queue_depth=args.queue_depth, max_width=args.max_width,
+                      max_layers=args.max_layers, spmat_depth=args.spmat_depth, ptr_depth=args.ptr_depth,
+                      bias_depth=args.bias_depth)
+        init = None
+    atomic_write(args.output, to_verilog(hw, init=init).encode())
+    e = hw.engine
+    print(f"wrote {args.output}: EIE engine, {e.n_pe} PEs, queue depth {hw.queue_depth}, "
+          f"layers up to {hw.max_width} wide, {hw.max_layers} layers"
+          f"{', memories initialized from ' + str(args.images) if init else ''}")
+    return 0
+
+
+def _read_inputs(path: Path):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise EiexError(f"input file {path} not found") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise EiexError(f"cannot read {path} as a .npy array: {e}") from None
+
+
+def cmd_sim_eie(args) -> int:
+    import io
+    import json
+
+    import numpy as np
+
+    from eiex.hw.eie import golden
+    from eiex.hw.eie.simulate import simulate
+    from eiex.sw.atomic import atomic_write
+    from eiex.sw.eie_files import load_image
+
+    image = load_image(args.images)
+    inputs = golden.check_inputs(image, _read_inputs(args.input))
+    outputs, stats = simulate(image, inputs, queue_depth=args.queue_depth)
+    buffer = io.BytesIO()
+    np.save(buffer, outputs)
+    atomic_write(args.out, buffer.getvalue())
+    if args.stats is not None:
+        keys = ("cycles", "compute_cycles", "ideal_cycles")
+        total = {k: int(sum(s[k] for s in stats)) for k in keys}
+        record = {"simulator": args.sim, "samples": [{k: int(s[k]) for k in keys} for s in stats], "total": total}
+        atomic_write(args.stats, (json.dumps(record, indent=2) + "\n").encode())
+    matches = bool(np.array_equal(outputs, golden.run(image, inputs)))
+    print(f"{len(inputs)} input vectors on the {args.sim} simulator: outputs in {args.out}; "
+          f"golden model {'agrees' if matches else 'DISAGREES'}")
+    return 0 if matches else 1
+
+
+def cmd_bench_eie_balance(args) -> int:
+    from eiex.sim.eie_balance import balance_curves, write_curves
+    from eiex.sw.atomic import atomic_output_dir, check_output_dir
+
+    check_output_dir(args.out, args.force)
+    result = balance_curves(args.model, samples=args.samples)
+    with atomic_output_dir(args.out, args.force) as folder:
+        write_curves(result, folder)
+    for row in result["rows"]:
+        print(f"{row['sweep']:<12} pes {row['pes']:>3}  depth {row['queue_depth']:>3}  "
+              f"{'permuted' if row['balance'] else 'interleaved':<11}  efficiency {row['efficiency']:.1%}  "
+              f"compute/ideal {row['compute_over_ideal']:.3f}  cycles {row['compute_cycles']:.0f}")
+    print(f"curves in {args.out}/balance.png, data in balance.csv and balance.json")
     return 0
 
 
@@ -142,18 +236,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--huffman", type=int, nargs="?", const=16, default=None, metavar="MAX_LEN",
                    help="also write Huffman-coded entry streams (longest code, default 16)")
     p.add_argument("--balance", action="store_true", help="reorder hidden rows so PEs get equal work")
-    for name, help_text in (("idx-bits", "weight index width (default: from the distinct values)"),
-                            ("rel-bits", "relative row index width (default 4)"),
-                            ("act-bits", "activation width (default 16)"),
-                            ("act-frac", "activation fraction bits (default: calibrated)"),
-                            ("weight-bits", "codebook value width (default 16)"),
-                            ("bias-bits", "bias width (default 32)"),
-                            ("ptr-bits", "column pointer width (default: what the largest PE needs, at least 16)"),
-                            ("entries-per-word", "sparse entries per memory word (default 8)")):
-        p.add_argument(f"--{name}", type=int, help=help_text)
+    _engine_args(p)  # unset: idx_bits from the distinct values, act_frac calibrated, ptr_bits as needed
     p.add_argument("--out", type=Path, required=True, help="image folder (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing image folder")
     p.set_defaults(func=cmd_export_eie)
+
+    p = sub.add_parser("verilog", help="generate an engine's Verilog")
+    engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
+    p = engines.add_parser("eie", help="the EIE sparse engine")
+    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
+    p.add_argument("--pes", type=int, default=8, help="processing elements, without --images (default 8)")
+    _engine_args(p)
+    for name, default in (("max-width", 1024), ("max-layers", 4), ("spmat-depth", 4096), ("ptr-depth", 2048),
+                          ("bias-depth", 512)):
+        p.add_argument(f"--{name}", type=int, default=default, help=f"without --images (default {default})")
+    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
+    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+    p.add_argument("-o", "--output", type=Path, required=True, help="Verilog file to write")
+    p.set_defaults(func=cmd_verilog_eie)
+
+    p = sub.add_parser("sim", help="run an image on a simulated engine")
+    engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
+    p = engines.add_parser("eie", help="the EIE sparse engine")
+    p.add_argument("--images", type=Path, required=True, help="an EIE image folder")
+    p.add_argument("--input", type=Path, required=True, help="X.npy: (samples, inputs) integers in act_bits fixed point")
+    p.add_argument("--out", type=Path, required=True, help="Y.npy to write: (samples, outputs) integers")
+    p.add_argument("--stats", type=Path, help="S.json to write: cycles, compute_cycles, ideal_cycles")
+    p.add_argument("--sim", choices=["amaranth"], default="amaranth",
+                   help="simulator (Verilator and Icarus come with the cocotb benches)")
+    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
+    p.set_defaults(func=cmd_sim_eie)
+
+    p = sub.add_parser("bench", help="measurements")
+    benches = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    p = benches.add_parser("eie-balance", help="EIE load efficiency vs queue depth and PE count (paper Fig. 11, 13)")
+    p.add_argument("--model", type=Path, required=True, help="an eiex compress output folder (an MLP)")
+    p.add_argument("--samples", type=int, default=20, help="held-out digits to average over (default 20)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_bench_eie_balance)
 
     p = sub.add_parser("demo", help="the main job end to end on the bundled MNIST subset")
     p.add_argument("--out", type=Path, default=Path("out/demo"))

@@ -7,6 +7,7 @@ when everything succeeded; an error or an interrupt removes the temporary folder
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,4 +44,22 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
             tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: bytes, force: bool = True) -> None:
+    """Write one file whole: into a temporary file beside it, then renamed over it."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise EiexError(f"output {path} already exists (use --force to replace it)")
+    if path.exists() and path.is_dir():
+        raise EiexError(f"output {path} is a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
         raise

@@ -181,3 +181,27 @@ def test_failed_run_leaves_no_half_written_folder(tmp_path, fast_recipe, monkeyp
     assert main(["compress", "--model", "lenet300", "--recipe", str(fast_recipe), "--out", str(out)]) == 1
     assert "No space left on device" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eie_balance_bench(compressed_run, tmp_path, capsys):
+    out = tmp_path / "balance"
+    assert main(["bench", "eie-balance", "--model", str(compressed_run), "--samples", "2", "--out", str(out)]) == 0
+    result = json.loads((out / "balance.json").read_text())
+    rows = result["rows"]
+    assert {r["sweep"] for r in rows} == {"queue_depth", "pes"} and (out / "balance.png").exists()
+    for r in rows:
+        assert 0 < r["efficiency"] <= 1 and r["compute_cycles"] >= r["ideal_cycles"]
+    one_pe = [r for r in rows if r["sweep"] == "pes" and r["pes"] == 1]
+    assert all(r["efficiency"] > 0.9 for r in one_pe)  # a single PE is never out of balance
+
+
+def test_verilog_from_engine_parameters(tmp_path, capsys):
+    out = tmp_path / "eie.v"
+    args = ["verilog", "eie", "--pes", "2", "--max-width", "16", "--spmat-depth", "32", "--ptr-depth", "32",
+            "--bias-depth", "16", "-o", str(out)]
+    assert main(args) == 0
+    text = out.read_text()
+    assert "module eie_engine" in text and "input__payload" in text
+    assert main(["verilog", "eie", "--pes", "0", "-o", str(tmp_path / "bad.v")]) == 1
+    assert "n_pe must be an integer from 1 to 4096, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad.v").exists()

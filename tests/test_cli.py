@@ -205,3 +205,47 @@ def test_verilog_from_engine_parameters(tmp_path, capsys):
     assert main(["verilog", "eie", "--pes", "0", "-o", str(tmp_path / "bad.v")]) == 1
     assert "n_pe must be an integer from 1 to 4096, not 0" in capsys.readouterr().err
     assert not (tmp_path / "bad.v").exists()
+
+
+def test_export_simulate_and_generate_verilog(compressed_run, tmp_path):
+    from eiex.hw.eie import golden
+    from eiex.sw.eie_files import load_image
+
+    image_dir = tmp_path / "img"
+    assert main(["export", "eie", "--model", str(compressed_run), "--pes", "3", "--formats", "hex,mif",
+                 "--huffman", "12", "--balance", "--out", str(image_dir)]) == 0
+    assert (image_dir / "pe2.spmat.mif").exists() and (image_dir / "pe2.spmat_huff.hex").exists()
+    assert oct(image_dir.stat().st_mode)[-3:] != "700"
+    image = load_image(image_dir)
+    assert image.engine.n_pe == 3 and set(image.row_order) == {"fc1", "fc2"}
+    x = golden.quantize_input(image, load_dataset("mnist5k").test.images[:1].reshape(1, -1))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["sim", "eie", "--images", str(image_dir), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy"), "--stats", str(tmp_path / "s.json")]) == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), golden.run(image, x))
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["total"]["compute_cycles"] >= stats["total"]["ideal_cycles"] > 0
+    assert main(["verilog", "eie", "--images", str(image_dir), "--preload", "-o", str(tmp_path / "e.v")]) == 0
+    assert "module eie_engine" in (tmp_path / "e.v").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "eie", "--npz", "/nonexistent.npz", "--out", "{tmp}/o"], "weights file /nonexistent.npz not found"),
+    (["export", "eie", "--model", "/nonexistent", "--out", "{tmp}/o"], "model folder /nonexistent does not exist"),
+    (["sim", "eie", "--images", "/nonexistent", "--input", "x.npy", "--out", "{tmp}/y.npy"], "not an EIE image"),
+])
+def test_eie_commands_fail_in_one_line(tmp_path, args, message, capsys):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sim_rejects_inputs_of_the_wrong_shape(compressed_run, tmp_path, capsys):
+    image_dir = tmp_path / "img"
+    assert main(["export", "eie", "--model", str(compressed_run), "--pes", "2", "--out", str(image_dir)]) == 0
+    np.save(tmp_path / "x.npy", np.zeros((2, 10), dtype=np.int64))
+    assert main(["sim", "eie", "--images", str(image_dir), "--input", str(tmp_path / "x.npy"),
+                 "--out", str(tmp_path / "y.npy")]) == 1
+    assert "inputs must be shaped (samples, 784), not (2, 10)" in capsys.readouterr().err
+    assert not (tmp_path / "y.npy").exists()

@@ -119,10 +119,11 @@ def _read_memory(folder: Path, entry: dict) -> list[int]:
             raise EiexError(f"{name}: file {relpath} is missing")
         if fmt not in digests or hashlib.sha256(path.read_bytes()).hexdigest() != digests[fmt]:
             raise EiexError(f"{relpath}: sha256 mismatch (the file was changed after export)")
-    words = memfiles.decode((folder / files["hex"]).read_bytes(), entry["width"], "hex", where=files["hex"])
-    if len(words) != entry["depth"]:
-        raise EiexError(f"{files['hex']}: {len(words)} words, the manifest says depth {entry['depth']}")
-    return words
+    if not isinstance(entry["width"], int) or entry["width"] < 1:
+        raise EiexError(f"{name}: width {entry['width']!r} is not a positive integer")
+    if not isinstance(entry["depth"], int) or entry["depth"] < 1:
+        raise EiexError(f"{name}: depth {entry['depth']!r} is not a positive integer")
+    return memfiles.decode((folder / files["hex"]).read_bytes(), entry["width"], "hex", entry["depth"], where=files["hex"])
 
 
 def load_image(folder) -> EieImage:
@@ -210,6 +211,10 @@ def _load_pe(engine: EngineParams, layers: list[EieLayer], memories: dict, p: in
     n_entries = int(ptr[layers[-1].ptr_base + layers[-1].cols])
     if n_entries > len(s_words) * engine.entries_per_word:
         raise EiexError(f"pe{p}.ptr points past the {len(s_words) * engine.entries_per_word} entries of pe{p}.spmat")
+    beyond = np.flatnonzero(ptr > n_entries)
+    if beyond.size:
+        raise EiexError(f"pe{p}.ptr: pointer {int(beyond[0])} is {int(ptr[beyond[0]])}, past the {n_entries} entries "
+                        f"of pe{p} (the last pointer of the last layer)")
     e, mask = engine.entry_bits, (1 << engine.entry_bits) - 1
     entries = np.array([(word >> (k * e)) & mask for word in s_words for k in range(engine.entries_per_word)],
                        dtype=np.int64)[:n_entries]
@@ -231,14 +236,24 @@ def _check_rows(image: EieImage, l: int) -> None:
 
 def _check_huffman(table: dict, memories: dict, image: EieImage) -> None:
     _require(table, ("max_len", "lengths"), "huffman")
-    code = HuffmanCode.from_lengths(np.asarray(table["lengths"], dtype=np.int64), int(table["max_len"]))
+    if len(table["lengths"]) != 1 << image.engine.entry_bits:
+        raise EiexError(f"huffman: {len(table['lengths'])} code lengths, expected 2**{image.engine.entry_bits}")
+    try:
+        code = HuffmanCode.from_lengths(np.asarray(table["lengths"], dtype=np.int64), int(table["max_len"]))
+    except (EiexError, TypeError, ValueError) as e:
+        raise EiexError(f"huffman: {e}") from None
     for p, pe in enumerate(image.pes):
         name = f"pe{p}.spmat_huff"
         if name not in memories:
             raise EiexError(f"{MANIFEST}: memory {name} is missing")
         entry, words = memories[name]
         _require(entry, ("bits", "symbols"), name)
+        if not 0 <= entry["bits"] <= len(words) * entry["width"]:
+            raise EiexError(f"{name}: {entry['bits']} bits do not fit {len(words)} words of {entry['width']} bits")
         stream = bitarray("".join(format(w, f"0{entry['width']}b") for w in words))[: entry["bits"]]
-        decoded = code.decode(stream, entry["symbols"])
+        try:
+            decoded = code.decode(stream, entry["symbols"])
+        except EiexError as e:
+            raise EiexError(f"{name}: {e}") from None
         if not np.array_equal(decoded, _entries(pe, image.engine)):
             raise EiexError(f"{name}: the Huffman stream does not decode to the entries of pe{p}.spmat")

@@ -87,8 +87,23 @@ def _check_parsed(words: list[int], width: int, where: str) -> None:
             raise EiexError(f"{where}: word {address} (0x{word:x}) is wider than {width} bits")
 
 
-def decode(data: bytes, width: int, fmt: str, where: str = "memory file") -> list[int]:
-    """The words of a file in format ``fmt``; ``where`` names it in error messages."""
+def decode(data: bytes, width: int, fmt: str, depth: int | None = None, where: str = "memory file") -> list[int]:
+    """The words of a file in format ``fmt``.
+
+    Parameters
+    ----------
+    depth : int, optional
+        Number of words the file must hold; any count when None.
+    where : str
+        Names the file in error messages.
+    """
+    words = _decode(data, width, fmt, where)
+    if depth is not None and len(words) != depth:
+        raise EiexError(f"{where}: {len(words)} words, expected {depth}")
+    return words
+
+
+def _decode(data: bytes, width: int, fmt: str, where: str) -> list[int]:
     if fmt == "bin":
         return _from_bin(data, width, where)
     try:
@@ -98,12 +113,16 @@ def decode(data: bytes, width: int, fmt: str, where: str = "memory file") -> lis
     if fmt == "hex":
         return _parse_hex_words(text.split(), width, where)
     if fmt == "coe":
+        radix = re.match(r"\s*memory_initialization_radix\s*=\s*(\w+)\s*;", text, flags=re.IGNORECASE)
+        if radix and radix.group(1) != "16":
+            raise EiexError(f"{where}: COE radix {radix.group(1)} is not supported (a radix-16 COE file is expected)")
         match = re.fullmatch(
             r"\s*memory_initialization_radix\s*=\s*16\s*;\s*memory_initialization_vector\s*=([^;]*);\s*",
             text, flags=re.IGNORECASE)
         if not match:
             raise EiexError(f"{where}: not a radix-16 COE file")
-        return _parse_hex_words([t.strip() for t in match.group(1).split(",")], width, where)
+        vector = match.group(1).strip()
+        return _parse_hex_words([t.strip() for t in vector.split(",")] if vector else [], width, where)
     if fmt == "mif":
         header = re.match(r"\s*WIDTH=(\d+);\s*DEPTH=(\d+);\s*ADDRESS_RADIX=UNS;\s*DATA_RADIX=HEX;\s*CONTENT\s+BEGIN\s*(.*?)END;\s*$",
                           text, flags=re.DOTALL)
@@ -111,14 +130,18 @@ def decode(data: bytes, width: int, fmt: str, where: str = "memory file") -> lis
             raise EiexError(f"{where}: malformed MIF header or missing END;")
         if int(header.group(1)) != width:
             raise EiexError(f"{where}: MIF WIDTH={header.group(1)}, expected {width}")
-        depth = int(header.group(2))
+        mif_depth = int(header.group(2))
         entries = [e.strip() for e in header.group(3).split(";") if e.strip()]
-        words = [0] * depth
+        words: list[int | None] = [None] * mif_depth
         for entry in entries:
             m = re.fullmatch(r"(\d+)\s*:\s*([0-9a-fA-F]+)", entry)
-            if not m or int(m.group(1)) >= depth:
+            if not m or int(m.group(1)) >= mif_depth:
                 raise EiexError(f"{where}: bad MIF content line {entry!r}")
+            if words[int(m.group(1))] is not None:
+                raise EiexError(f"{where}: MIF address {m.group(1)} given twice")
             words[int(m.group(1))] = int(m.group(2), 16)
+        if None in words:
+            raise EiexError(f"{where}: MIF DEPTH={mif_depth} but address {words.index(None)} has no word")
         _check_parsed(words, width, where)
         return words
     if fmt == "ihex":
@@ -126,8 +149,8 @@ def decode(data: bytes, width: int, fmt: str, where: str = "memory file") -> lis
         try:
             ih.loadhex(io.StringIO(text))
         except (IntelHexError, ValueError) as e:
-            raise EiexError(f"{where}: invalid Intel HEX ({e})") from None
-        if ih.minaddr() not in (None, 0):
-            raise EiexError(f"{where}: Intel HEX data must start at address 0")
+            raise EiexError(f"{where}: invalid Intel HEX ({' '.join(str(e).split())})") from None
+        if len(ih) and (ih.minaddr() != 0 or ih.maxaddr() + 1 != len(ih)):
+            raise EiexError(f"{where}: Intel HEX data must cover addresses 0 .. {len(ih) - 1} without holes")
         return _from_bin(ih.tobinstr() if len(ih) else b"", width, where)
     raise EiexError(f"unknown memory file format {fmt!r}; choose from {', '.join(FORMATS)}")

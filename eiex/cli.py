@@ -8,6 +8,7 @@ from pathlib import Path
 
 from eiex.sw.data import DATASETS
 from eiex.sw.errors import EiexError
+from eiex.sw.memfiles import FORMATS
 from eiex.sw.models import MODELS
 
 
@@ -45,15 +46,12 @@ def cmd_compress(args) -> int:
     return 0
 
 
-MEMORY_FORMATS = ("hex", "bin", "coe", "mif", "ihex")
-
-
 def _formats(text: str) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
-    unknown = [f for f in formats if f not in MEMORY_FORMATS]
+    unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise argparse.ArgumentTypeError(
-            f"unknown format(s) {', '.join(unknown) or text!r}; choose from {','.join(MEMORY_FORMATS)}")
+            f"unknown format(s) {', '.join(unknown) or text!r}; choose from {','.join(FORMATS)}")
     return formats
 
 

@@ -10,12 +10,14 @@ the layer's ``SETUP`` cycle, ``D`` the queue depth, ``W`` the LNZD window):
   a cycle, a window is left with its last non-zero; ``A_k = max(reach, G_w, F_{k-1})`` for the
   first non-zero of a window (``reach``: the cycle after the scan left the window before), else
   ``A_k = max(A_{k-1} + 1, F_{k-1})``;
-* broadcast: ``F_k = max(A_k + 1, max_p Pop_p[k - D] + 1)`` (every queue must have room);
-* PE ``p``: ``Pop[k] = max(F_k + 1, Take[k - 1])``, ``V = Pop + 1`` (pointers read); an empty
-  column is taken at ``V``; a column of ``n > 0`` entries is taken at ``max(V, Last)``, its first
-  entry issues at ``max(V, Last + 1)`` and ``Last`` becomes its last entry's issue cycle;
+* broadcast: ``F_k = max(A_k + 1, Take_p[m - D] + 1)`` over the PEs ``p`` for which column ``k``
+  is non-empty, ``m`` being the column's index among ``p``'s non-empty columns (the queue must
+  have room; empty columns are not enqueued and cost ``p`` nothing);
+* PE ``p``, non-empty column of ``n`` entries: taken from the queue at ``max(F_k + 1, Last)``,
+  its first entry issues at ``max(F_k + 1, Last + 1)`` and ``Last`` becomes its last entry's
+  issue cycle;
 * the scan ends at ``X`` (last window left), the control unit leaves ``BCAST`` at
-  ``max(X + 1, F_last + 1)``, PE ``p`` is idle from ``max(Take_last + 1, Last + 3)``; ``DRAIN`` is
+  ``max(X + 1, F_last + 1)``, PE ``p`` is idle from ``max(Take_last + 1, Last + 3)`` (its last non-empty column); ``DRAIN`` is
   left (write-back starts in the background) at ``c = max(leave + 1, idle)``.
 
 The next layer's ``SETUP`` is ``c + 2`` (one ``NEXT`` cycle reads the layer table). Its window
@@ -83,9 +85,9 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
             t = max(t, gate(w)) + 1
         return t
 
-    pops = np.full((n_pe, k_count), NEVER, dtype=np.int64)
     take = np.full(n_pe, NEVER, dtype=np.int64)
     last = np.full(n_pe, NEVER, dtype=np.int64)
+    takes = [[] for _ in range(n_pe)]  # take cycles of each PE's non-empty columns
     t = 1  # first cycle at which the scan may look at its next window
     a_prev = f_prev = NEVER
     w_prev = -1
@@ -100,15 +102,16 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
         if k + 1 == k_count or windows[k + 1] != w:
             t = a_k + 1  # the window is left with its last non-zero
         f_k = a_k + 1
-        if k >= depth:
-            f_k = max(f_k, int(pops[:, k - depth].max()) + 1)
-        pop = np.maximum(f_k + 1, take)
-        valid = pop + 1
         n = lengths[:, k]
-        take = np.where(n > 0, np.maximum(valid, last), valid)
-        first = np.maximum(valid, last + 1)
-        last = np.where(n > 0, first + n - 1, last)
-        pops[:, k] = pop
+        for p in range(n_pe):
+            if n[p] > 0 and len(takes[p]) >= depth:
+                f_k = max(f_k, takes[p][-depth] + 1)
+        for p in range(n_pe):
+            if n[p] > 0:
+                tk = max(f_k + 1, int(last[p]))
+                take[p] = tk
+                takes[p].append(tk)
+                last[p] = max(f_k + 1, int(last[p]) + 1) + int(n[p]) - 1
         a_prev, f_prev, w_prev = a_k, f_k, w
     scan_end = skip_empty(t, w_prev + 1, n_windows) - 1
     leave = max(scan_end + 1, f_prev + 1)  # BCAST left at the end of this cycle

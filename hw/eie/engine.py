@@ -6,9 +6,11 @@ Block diagram::
     input ─► PE j % n_pe, slot j // n_pe of activation bank 0, non-zero flag j of bank 0
                    ┌─────────── control unit ────────────┐
     flags[src] ──► │ window of W flags ─► LNZD tree ─► j │ ─► A: read a_j (every PE's bank, addr slot)
-                   │                                      │ ─► B: broadcast (j, a_j) to every queue
-                   └──────────────────────────────────────┘     (waits only while some queue is full)
-    PE p: queue ─► pointer banks ─► walker ─► spmat word ─► codebook ─► MAC (+ forwarding) ─► acc
+                   │                                      │    and every PE's pointers of column j
+                   │                                      │ ─► B: broadcast (j, a_j); a PE enqueues
+                   └──────────────────────────────────────┘     (start, end, a_j) only if end > start
+                                                                (waits while such a queue is full)
+    PE p: pointer banks ─► queue ─► walker ─► spmat word ─► codebook ─► MAC (+ forwarding) ─► acc
     write-back: acc + bias ─► round, saturate, ReLU ─► activation bank dst, flags[dst]
     output ◄── last layer's bank, rows in order
 
@@ -26,8 +28,10 @@ done) ─► ``OUT`` (results) ─► ``IDLE``.
 
 Control-unit pipeline: stage A finds the window's lowest live flag (LNZD tree), or skips an
 all-zero window in one cycle, and reads ``a_j`` from every PE's source bank (slot ``j // n_pe``,
-from a constant table per window position: no divider); stage B selects PE ``j % n_pe``'s word and
-broadcasts when every queue has room, otherwise holds (the activation read port keeps its data).
+from a constant table per window position: no divider) and, in every PE, the column's two pointers;
+stage B selects PE ``j % n_pe``'s word and broadcasts when every PE for which the column is
+non-empty has room in its queue, otherwise holds (the read ports keep their data). A PE with no
+entries in column ``j`` neither enqueues it nor holds the broadcast back.
 """
 
 from __future__ import annotations
@@ -224,14 +228,15 @@ class EieEngine(wiring.Component):
         b_j = Signal(hw.width_bits)
         b_pe = Signal(range(max(2, n_pe)))
         all_ready = Signal()
-        m.d.comb += all_ready.eq(Cat(*(pe.q_ready for pe in pes)).all())
+        # only the PEs for which column b_j has entries enqueue it (pointers read in stage A)
+        m.d.comb += all_ready.eq(Cat(*(pe.q_ready | ~pe.q_ne for pe in pes)).all())
         fire = Signal()
         m.d.comb += fire.eq(b_valid & all_ready)
         advance = Signal()
         m.d.comb += advance.eq(~b_valid | fire)
         rdata = Array(pe.act_rdata for pe in pes)
         for pe in pes:
-            m.d.comb += [pe.q_valid.eq(fire), pe.q_j.eq(b_j), pe.q_a.eq(rdata[b_pe])]
+            m.d.comb += [pe.q_valid.eq(fire), pe.q_a.eq(rdata[b_pe])]
 
         # ---- write-back: one local row per cycle in every PE, beside the next layer's scan --
         wb_running = Signal()
@@ -316,7 +321,8 @@ class EieEngine(wiring.Component):
                             slot = Signal(range(slots))
                             m.d.comb += slot.eq(win * hw.win_slots + idx_slot[lnzd.index])
                             for pe in pes:
-                                m.d.comb += [pe.act_raddr.eq(bank_addr(src_bank, slot)), pe.act_ren.eq(1)]
+                                m.d.comb += [pe.act_raddr.eq(bank_addr(src_bank, slot)), pe.act_ren.eq(1),
+                                             pe.pr_en.eq(1), pe.pr_j.eq(jbase + lnzd.index)]
                             m.d.sync += [b_valid.eq(1), b_j.eq(jbase + lnzd.index),
                                          b_pe.eq(idx_pe[lnzd.index]), pos.eq(lnzd.index + 1)]
                             with m.If(last_in_window):

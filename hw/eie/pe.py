@@ -1,15 +1,16 @@
 """One EIE processing element: activation queue, pointer banks, sparse-matrix walk, codebook MAC,
 accumulators with forwarding, write-back (round, saturate, ReLU) and the PE's activation banks.
 
-Pipeline of one broadcast ``(j, a_j)`` (one entry per cycle once running, no bubbles between
-columns):
+Pipeline of one column ``j`` (one entry per cycle once running, no bubbles between columns):
 
-* ``P0``: pop the activation queue, read ``ptr[ptr_base + j]`` and ``ptr[ptr_base + j + 1]`` from
-  the even and odd pointer banks (one read each, same cycle).
-* ``P1``: the column's ``[start, end)`` entry range waits here until the walker can take it.
-* walker: issues entry addresses ``start .. end - 1``, one per cycle. A column is taken while the
-  previous one issues its last entry; an empty column is dropped from ``P1`` at once, even while
-  the walker is busy, so runs of empty columns cost the walker nothing.
+* pointer read, in the control unit's stage A (``pr_en``, ``pr_j``): ``ptr[ptr_base + j]`` and
+  ``ptr[ptr_base + j + 1]`` from the even and odd pointer banks (one read each, same cycle); the
+  data is held while the broadcast waits, and ``q_ne`` tells whether the column has entries here.
+* broadcast (stage B, ``q_valid``): only a non-empty column is enqueued, as ``(start, end, a_j)``;
+  an empty column costs this PE neither a queue slot nor a cycle. The control unit broadcasts when
+  every PE with ``q_ne`` has room (``q_ready``), so a PE without entries never blocks it.
+* walker: issues entry addresses ``start .. end - 1``, one per cycle, taking the queue head while
+  the previous column issues its last entry.
 * ``E1``: the sparse-matrix word (``entries_per_word`` entries) arrives; the entry is selected,
   ``r = r + z + 1`` (``r = z`` at a column's first entry); codebook and accumulator reads issued.
 * ``E2``: ``acc[r] += codebook[v] * a_j`` (fillers, ``v == 0``, skipped) and written back; when
@@ -41,7 +42,10 @@ def pe_signature(hw: HwParams) -> dict:
     act_addr = range(2 * hw.slots)
     return {
         # broadcast from the control unit into the activation queue
-        "q_valid": In(1), "q_j": In(hw.width_bits), "q_a": In(signed(e.act_bits)), "q_ready": Out(1),
+        # pointer read of the column the control unit will broadcast next (its stage A); the
+        # data is held until the next read, and ``q_ne`` tells whether that column has entries here
+        "pr_en": In(1), "pr_j": In(hw.width_bits), "q_ne": Out(1),
+        "q_valid": In(1), "q_a": In(signed(e.act_bits)), "q_ready": Out(1),
         # current layer's fields
         "ptr_base": In(hw.ptr_addr_bits), "codebook_base": In(hw.codebook_addr_bits),
         "mac_bank": In(1),  # accumulator bank of the layer being multiplied (its parity)
@@ -113,34 +117,29 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [act_r.addr.eq(self.act_raddr), act_r.en.eq(self.act_ren),
                      self.act_rdata.eq(act_r.data)]
 
-        # ---- activation queue -------------------------------------------------------------
-        fifo = m.submodules.queue = SyncFIFO(width=hw.width_bits + e.act_bits, depth=hw.queue_depth)
-        m.d.comb += [fifo.w_en.eq(self.q_valid), fifo.w_data.eq(Cat(self.q_j, self.q_a)),
-                     self.q_ready.eq(fifo.w_rdy)]
-        q_j = fifo.r_data[:hw.width_bits]
-        q_a = fifo.r_data[hw.width_bits:].as_signed()
-
-        # ---- P0 / P1: pointer fetch -------------------------------------------------------
-        p1_valid = Signal()
-        p1_odd = Signal()
-        p1_a = Signal(signed(e.act_bits))
-        p1_take = Signal()
-        pop = Signal()
-        m.d.comb += pop.eq(fifo.r_rdy & (~p1_valid | p1_take))
-        m.d.comb += fifo.r_en.eq(pop)
+        # ---- pointer read (control unit's stage A) and queue of non-empty columns -----------
         pa = Signal(hw.ptr_addr_bits + 1)
-        m.d.comb += pa.eq(self.ptr_base + q_j)
+        m.d.comb += pa.eq(self.ptr_base + self.pr_j)
         ev_r = ptr_even.read_port()
         od_r = ptr_odd.read_port()
-        m.d.comb += [ev_r.addr.eq((pa + 1) >> 1), od_r.addr.eq(pa >> 1), ev_r.en.eq(pop), od_r.en.eq(pop)]
-        with m.If(pop):
-            m.d.sync += [p1_valid.eq(1), p1_odd.eq(pa[0]), p1_a.eq(q_a)]
-        with m.Elif(p1_take):
-            m.d.sync += p1_valid.eq(0)
-        p1_start = Signal(e.ptr_bits)
-        p1_end = Signal(e.ptr_bits)
-        m.d.comb += [p1_start.eq(Mux(p1_odd, od_r.data, ev_r.data)),
-                     p1_end.eq(Mux(p1_odd, ev_r.data, od_r.data))]
+        m.d.comb += [ev_r.addr.eq((pa + 1) >> 1), od_r.addr.eq(pa >> 1),
+                     ev_r.en.eq(self.pr_en), od_r.en.eq(self.pr_en)]
+        pr_odd = Signal()
+        with m.If(self.pr_en):
+            m.d.sync += pr_odd.eq(pa[0])
+        c_start = Signal(e.ptr_bits)
+        c_end = Signal(e.ptr_bits)
+        m.d.comb += [c_start.eq(Mux(pr_odd, od_r.data, ev_r.data)),
+                     c_end.eq(Mux(pr_odd, ev_r.data, od_r.data)),
+                     self.q_ne.eq(c_start != c_end)]
+        fifo = m.submodules.queue = SyncFIFO(width=2 * e.ptr_bits + e.act_bits, depth=hw.queue_depth)
+        # an empty column is never enqueued: it costs this PE neither a slot nor a cycle
+        m.d.comb += [fifo.w_en.eq(self.q_valid & self.q_ne),
+                     fifo.w_data.eq(Cat(c_start, c_end, self.q_a)),
+                     self.q_ready.eq(fifo.w_rdy)]
+        p1_start = fifo.r_data[:e.ptr_bits]
+        p1_end = fifo.r_data[e.ptr_bits:2 * e.ptr_bits]
+        p1_a = fifo.r_data[2 * e.ptr_bits:].as_signed()
 
         # ---- walker -----------------------------------------------------------------------
         w_active = Signal()
@@ -150,10 +149,9 @@ class ProcessingElement(wiring.Component):
         w_first = Signal()
         w_last = Signal()
         m.d.comb += w_last.eq(w_k + 1 == w_end)
-        p1_nonempty = Signal()
-        m.d.comb += p1_nonempty.eq(p1_start != p1_end)
-        # an empty column leaves P1 at once, even while the walker is busy
-        m.d.comb += p1_take.eq(p1_valid & (~p1_nonempty | ~w_active | w_last))
+        p1_take = Signal()
+        m.d.comb += p1_take.eq(fifo.r_rdy & (~w_active | w_last))
+        m.d.comb += fifo.r_en.eq(p1_take)
 
         issue = Signal()
         issue_k = Signal(e.ptr_bits)
@@ -164,10 +162,10 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [w_k.eq(w_k + 1), w_first.eq(0)]
             with m.If(w_last):
                 m.d.sync += w_active.eq(0)
-                with m.If(p1_take & p1_nonempty):
+                with m.If(p1_take):
                     m.d.sync += [w_active.eq(1), w_k.eq(p1_start), w_end.eq(p1_end),
                                  w_a.eq(p1_a), w_first.eq(1)]
-        with m.Elif(p1_take & p1_nonempty):
+        with m.Elif(p1_take):
             m.d.comb += [issue.eq(1), issue_k.eq(p1_start), issue_a.eq(p1_a), issue_first.eq(1)]
             m.d.sync += [w_active.eq(p1_start + 1 != p1_end), w_k.eq(p1_start + 1), w_end.eq(p1_end),
                          w_a.eq(p1_a), w_first.eq(0)]
@@ -261,7 +259,7 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [act_w.en.eq(self.act_we), act_w.addr.eq(self.act_waddr),
                          act_w.data.eq(self.act_wdata)]
 
-        m.d.comb += self.busy.eq(fifo.r_rdy | p1_valid | w_active | e1_valid | e2_valid)
+        m.d.comb += self.busy.eq(fifo.r_rdy | w_active | e1_valid | e2_valid)
         return m
 
 

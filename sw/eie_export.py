@@ -4,9 +4,9 @@
   codebook; a layer with more is clustered first (k-means, :mod:`eiex.sw.sharing`).
 - ``weight_frac`` per layer: the finest scale at which every codebook value fits ``weight_bits``
   and every bias fits ``bias_bits`` (at ``act_frac + weight_frac``).
-- ``act_frac``: the candidate whose golden-model accuracy on calibration data is highest
-  (ties: the finer scale); without calibration data, the finest scale at which the calibration-free
-  bound of the inputs fits.
+- ``act_frac``: with calibration inputs, the candidate whose golden-model outputs agree best with
+  the float model (most equal predictions, then the smallest squared error); without them, the
+  value given in the engine parameters.
 - Load balance (optional, beyond the paper): a hidden layer's rows are reordered so that every PE
   gets about the same number of entries; the next layer's columns follow, so the image computes the
   same function and the final outputs keep their order.
@@ -26,7 +26,6 @@ from eiex.sw.eie_image import EieImage, EngineParams
 from eiex.sw.errors import EiexError
 from eiex.sw.npz import read_npz
 from eiex.sw.sharing import share_layer
-from eiex.sw.sparse import encode_columns
 
 
 @dataclass(frozen=True)
@@ -214,12 +213,6 @@ def float_forward(layers: list[FloatLayer], raw: np.ndarray, input_norm: dict) -
         if layer.relu:
             x = np.maximum(x, 0)
     return x
-
-
-def load_balance(codes: np.ndarray, n_pe: int, rel_bits: int) -> float:
-    """Mean over max of the PEs' entry counts for one layer (1.0 is perfect balance)."""
-    work = np.array([encode_columns(codes[p::n_pe], rel_bits).n_entries for p in range(n_pe)])
-    return float(work.mean() / max(work.max(), 1))
 
 
 def read_model_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -16,7 +16,7 @@ from bitarray import bitarray
 
 from eiex.sw import memfiles
 from eiex.sw.atomic import atomic_output_dir
-from eiex.sw.eie_image import FORMAT, VERSION, EieImage, EieLayer, EngineParams, PeMemories
+from eiex.sw.eie_image import FORMAT, VERSION, EieImage, EieLayer, EngineParams, PeMemories, unpack_entries
 from eiex.sw.errors import EiexError
 from eiex.sw.huffman import HuffmanCode
 from eiex.sw.sparse import SparseColumns, decode_columns
@@ -215,9 +215,7 @@ def _load_pe(engine: EngineParams, layers: list[EieLayer], memories: dict, p: in
     if beyond.size:
         raise EiexError(f"pe{p}.ptr: pointer {int(beyond[0])} is {int(ptr[beyond[0]])}, past the {n_entries} entries "
                         f"of pe{p} (the last pointer of the last layer)")
-    e, mask = engine.entry_bits, (1 << engine.entry_bits) - 1
-    entries = np.array([(word >> (k * e)) & mask for word in s_words for k in range(engine.entries_per_word)],
-                       dtype=np.int64)[:n_entries]
+    entries = unpack_entries(s_words, engine, n_entries)
     return PeMemories(v=entries & ((1 << engine.idx_bits) - 1), z=entries >> engine.idx_bits, ptr=ptr,
                       bias=_signed(b_words[:n_bias], engine.bias_bits))
 

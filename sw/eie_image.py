@@ -103,13 +103,31 @@ class PeMemories:
 
     def spmat_words(self, params: EngineParams) -> list[int]:
         """Section 4: entries packed ``entries_per_word`` to a word, entry k at bits [k*E, (k+1)*E)."""
-        e, per_word = params.entry_bits, params.entries_per_word
-        entries = (self.z << params.idx_bits) | self.v
-        n_words = max(1, -(-len(entries) // per_word))
-        padded = np.zeros(n_words * per_word, dtype=object)
-        padded[: len(entries)] = entries.astype(object)
-        shifts = np.array([1 << (k * e) for k in range(per_word)], dtype=object)
-        return [int(x) for x in (padded.reshape(n_words, per_word) * shifts).sum(axis=1)]
+        return pack_entries((self.z << params.idx_bits) | self.v, params)
+
+
+def _word_dtype(params: EngineParams):
+    """uint64 where a word fits it (numpy's fast path), Python ints otherwise."""
+    return np.uint64 if params.spmat_width <= 64 else object
+
+
+def pack_entries(entries: np.ndarray, params: EngineParams) -> list[int]:
+    """Entries (``E``-bit values) into spmat words; unused slots of the last word are 0."""
+    e, per_word, dtype = params.entry_bits, params.entries_per_word, _word_dtype(params)
+    n_words = max(1, -(-len(entries) // per_word))
+    padded = np.zeros(n_words * per_word, dtype=dtype)
+    padded[: len(entries)] = np.asarray(entries).astype(dtype)
+    shifts = np.array([k * e for k in range(per_word)]).astype(dtype)
+    return [int(x) for x in np.bitwise_or.reduce(padded.reshape(n_words, per_word) << shifts, axis=1)]
+
+
+def unpack_entries(words: list[int], params: EngineParams, count: int) -> np.ndarray:
+    """The first ``count`` entries of spmat words, as int64: the inverse of :func:`pack_entries`."""
+    e, per_word, dtype = params.entry_bits, params.entries_per_word, _word_dtype(params)
+    shifts = np.array([k * e for k in range(per_word)]).astype(dtype)
+    mask = np.array((1 << e) - 1).astype(dtype)
+    entries = (np.array(words, dtype=dtype)[:, None] >> shifts) & mask
+    return entries.reshape(-1)[:count].astype(np.int64)
 
 
 @dataclass

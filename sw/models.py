@@ -121,8 +121,3 @@ def build_model(name: str) -> CompressibleModel:
     except KeyError:
         raise EiexError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
 
-
-def as_matrix(weight: np.ndarray) -> np.ndarray:
-    """A layer's weights as the (out, in) matrix that sparse storage keeps column by column;
-    a convolution's columns are its (in channel, kh, kw) taps, as im2col lays them out."""
-    return weight.reshape(weight.shape[0], -1)

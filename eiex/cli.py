@@ -75,8 +75,8 @@ def cmd_export_eie(args) -> int:
     layers = layers_from_npz(arrays, source)
     params = engine_for(layers, args.pes, **_engine_overrides(args))
     image, info = export_model(
-        layers, params, input_norm=input_norm, calibration=calibration if args.act_frac is None else None,
-        balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
+        layers, params, input_norm=input_norm, calibration=calibration, balance=args.balance,
+        auto_ptr_bits=args.ptr_bits is None, search_act_frac=args.act_frac is None,
     )
     write_image(image, args.out, formats=args.formats, huffman_max_len=args.huffman, force=args.force)
     e = image.engine
@@ -180,7 +180,9 @@ def cmd_bench_eie_balance(args) -> int:
     for row in result["rows"]:
         print(f"{row['sweep']:<12} pes {row['pes']:>3}  depth {row['queue_depth']:>3}  "
               f"{'permuted' if row['balance'] else 'interleaved':<11}  efficiency {row['efficiency']:.1%}  "
-              f"compute/ideal {row['compute_over_ideal']:.3f}  cycles {row['compute_cycles']:.0f}")
+              f"compute/ideal {row['compute_over_ideal']:.3f} "
+              f"({row['beyond_latency_over_ideal']:.3f} beyond the {row['latency']}-cycle latency)  "
+              f"cycles {row['compute_cycles']:.0f}")
     print(f"curves in {args.out}/balance.png, data in balance.csv and balance.json")
     return 0
 

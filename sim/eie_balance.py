@@ -31,13 +31,16 @@ PE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def efficiency(image, inputs: np.ndarray, queue_depth: int) -> dict:
-    """Mean ideal/compute, median compute/ideal and mean cycles over the input vectors."""
+    """Mean ideal/compute, median compute/ideal (also with the fixed pipeline latency taken off
+    compute) and mean cycles over the input vectors."""
     hw = HwParams.for_image(image, queue_depth=queue_depth)
     stats = [engine_cycles(image, inputs[i : i + 1], hw) for i in range(len(inputs))]
     compute = np.array([s["compute_cycles"] for s in stats], dtype=float)
     ideal = np.array([s["ideal_cycles"] for s in stats], dtype=float)
+    latency = stats[0]["latency"]
     return {"efficiency": float(np.mean(ideal / compute)), "compute_over_ideal": float(np.median(compute / ideal)),
-            "compute_cycles": float(compute.mean()), "ideal_cycles": float(ideal.mean())}
+            "beyond_latency_over_ideal": float(np.median((compute - latency) / ideal)),
+            "compute_cycles": float(compute.mean()), "ideal_cycles": float(ideal.mean()), "latency": latency}
 
 
 def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, default_depth: int = 8) -> dict:
@@ -54,8 +57,8 @@ def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, def
 
     def image_for(n_pe, balance):
         params = replace(engine_for(layers, n_pe), act_frac=info["act_frac"])
-        image, _ = export_model(layers, params, input_norm=report["input"], calibration=None,
-                                balance=balance, auto_ptr_bits=True)
+        image, _ = export_model(layers, params, input_norm=report["input"], calibration=calibration,
+                                balance=balance, auto_ptr_bits=True, search_act_frac=False)
         return image, golden.quantize_input(image, raw)
 
     rows = []

@@ -1,17 +1,51 @@
-"""The built-in recipes reach Deep Compression's targets on the 1,000 held-out MNIST-5k digits.
+"""The built-in recipes reach Deep Compression's targets on the 1,000 held-out MNIST-5k digits, and
+the compressed LeNet-300-100 runs on the EIE engine near its ideal cycle count.
 
 LeNet-300-100: >= 40x within 0.5 pp of its dense baseline; LeNet-5: >= 39x within 0.5 pp.
-Seeded and deterministic, so a change that costs accuracy or size fails here.
+EIE, 8 PEs, queue depth 8: compute_cycles <= 1.05 x ideal_cycles plus the engine's fixed pipeline
+latency (median over held-out digits), with and without the load-balancing row permutation.
+Seeded and deterministic, so a change that costs accuracy, size or cycles fails here.
 """
 
+import functools
+
+import numpy as np
 import pytest
 
+from eiex.hw.eie import golden
+from eiex.hw.eie.cycles import engine_cycles, pipeline_latency
+from eiex.hw.eie.params import HwParams
 from eiex.sw.compress import compress
+from eiex.sw.data import load_dataset
+from eiex.sw.eie_export import engine_for, export_model, float_forward, layers_from_npz
+
+
+@functools.cache
+def compressed(model):
+    return compress(model, seed=0, log=lambda message: None)
 
 
 @pytest.mark.parametrize("model, ratio", [("lenet300", 40.0), ("lenet5", 39.0)])
 def test_builtin_recipe_meets_target(model, ratio):
-    report = compress(model, seed=0, log=lambda message: None).report
+    report = compressed(model).report
     assert report["compression_ratio"] >= ratio
     assert report["compressed_accuracy"] >= report["dense_accuracy"] - 0.005
     assert report["dense_accuracy"] > {"lenet300": 0.93, "lenet5": 0.96}[model]
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_eie_runs_compressed_lenet300_near_ideal_cycles(balance):
+    result = compressed("lenet300")
+    layers = layers_from_npz(result.compressed, "lenet300")
+    data = load_dataset("mnist5k")
+    train, test = (split.images.reshape(len(split), -1) for split in (data.train, data.test))
+    image, _ = export_model(layers, engine_for(layers, 8), input_norm=result.report["input"], calibration=train,
+                            balance=balance, auto_ptr_bits=True)
+    inputs = golden.quantize_input(image, test)
+    fixed = golden.run(image, inputs).argmax(axis=1)
+    floating = float_forward(layers, test, result.report["input"]).argmax(axis=1)
+    assert abs((fixed == data.test.labels).mean() - (floating == data.test.labels).mean()) <= 0.005
+    hw = HwParams.for_image(image, queue_depth=8)
+    stats = [engine_cycles(image, inputs[i:i + 1], hw) for i in range(0, 1000, 20)]
+    ratios = [(s["compute_cycles"] - pipeline_latency(image, hw)) / s["ideal_cycles"] for s in stats]
+    assert np.median(ratios) <= 1.05

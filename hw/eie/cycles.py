@@ -40,6 +40,23 @@ from eiex.sw.eie_image import EieImage
 
 NEVER = -(1 << 60)
 
+# Cycles a layer costs beyond its ideal when no PE ever waits: SETUP, the first window read, the
+# broadcast register, the queue, the pointer / sparse-matrix / codebook reads, the MAC pipeline's
+# drain and NEXT (the recurrence below: a layer of one entry goes from SETUP at 0 to the next
+# SETUP at 8).
+LAYER_LATENCY = 7
+
+
+def pipeline_latency(image: EieImage, hw: HwParams) -> int:
+    """The fixed part of ``compute_cycles``: ``LAYER_LATENCY`` per layer; for every layer after the
+    first, the wait until the write-back has stored the rows of its first LNZD window (the scan
+    may start at cycle 1, the window is readable at ``min(window_slots, S)``); the last layer's
+    write-back (one cycle per local row slot) and the cycle that sees it end. An image whose PEs
+    never wait runs in exactly ``ideal_cycles + pipeline_latency``."""
+    slots = [layer.slots(hw.n_pe) for layer in image.layers]
+    first_window_wait = sum(min(hw.win_slots, s) - 1 for s in slots[:-1])
+    return LAYER_LATENCY * len(slots) + first_window_wait + slots[-1] + 1
+
 
 def layer_inputs(image: EieImage, a: np.ndarray) -> list[np.ndarray]:
     """Each layer's input vector for one input vector ``a``."""
@@ -137,6 +154,7 @@ def engine_cycles(image: EieImage, a: np.ndarray, hw: HwParams) -> dict:
         "cycles": image.inputs + compute + 1 + image.outputs,
         "compute_cycles": compute,
         "ideal_cycles": sum(ideals),
+        "latency": pipeline_latency(image, hw),
         "layer_spans": spans,  # SETUP to the start of write-back, per layer
         "layer_ideal": ideals,
     }

@@ -174,7 +174,11 @@ def cmd_bench_eie_balance(args) -> int:
     from eiex.sw.atomic import atomic_output_dir, check_output_dir
 
     check_output_dir(args.out, args.force)
-    result = balance_curves(args.model, samples=args.samples)
+    if not 1 <= args.samples <= 1000:
+        raise EiexError(f"--samples must be between 1 and the 1,000 held-out digits, not {args.samples}")
+    if not 0 <= args.rtl_samples <= args.samples:
+        raise EiexError(f"--rtl-samples must be between 0 and --samples ({args.samples}), not {args.rtl_samples}")
+    result = balance_curves(args.model, samples=args.samples, rtl_samples=args.rtl_samples)
     with atomic_output_dir(args.out, args.force) as folder:
         write_curves(result, folder)
     for row in result["rows"]:
@@ -183,6 +187,9 @@ def cmd_bench_eie_balance(args) -> int:
               f"compute/ideal {row['compute_over_ideal']:.3f} "
               f"({row['beyond_latency_over_ideal']:.3f} beyond the {row['latency']}-cycle latency)  "
               f"cycles {row['compute_cycles']:.0f}")
+    if result["rtl_checks"]:
+        print(f"RTL spot check: {len(result['rtl_checks'])} runs on the Amaranth simulator, compute_cycles "
+              "equal to the cycle model's")
     print(f"curves in {args.out}/balance.png, data in balance.csv and balance.json")
     return 0
 
@@ -272,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = benches.add_parser("eie-balance", help="EIE load efficiency vs queue depth and PE count (paper Fig. 11, 13)")
     p.add_argument("--model", type=Path, required=True, help="an eiex compress output folder (an MLP)")
     p.add_argument("--samples", type=int, default=20, help="held-out digits to average over (default 20)")
+    p.add_argument("--rtl-samples", type=int, default=2,
+                   help="digits also run on the RTL to check the cycle model, per row order (default 2)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_bench_eie_balance)

@@ -3,7 +3,8 @@
 Load efficiency is ``ideal_cycles / compute_cycles`` (spec section 10 over what the engine takes),
 averaged over held-out digits, as the activation queue deepens (at a fixed PE count) and as the PE
 count grows (at a fixed queue depth), with and without the load-balancing row permutation. The
-cycle model is exact against the RTL (tests/test_eie_rtl.py checks it), so the curves are the RTL's.
+cycle model is exact against the RTL (tests/test_eie_rtl.py checks it, and every run of the curves
+simulates a few digits on the RTL and compares), so the curves are the RTL's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,27 @@ def efficiency(image, inputs: np.ndarray, queue_depth: int) -> dict:
             "compute_cycles": float(compute.mean()), "ideal_cycles": float(ideal.mean()), "latency": latency}
 
 
-def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, default_depth: int = 8) -> dict:
+def rtl_spot_check(image, inputs: np.ndarray, queue_depth: int) -> list[dict]:
+    """The RTL's compute_cycles (Amaranth simulator) beside the cycle model's, input by input; a
+    difference is an error, since the curves stand on the model being exact."""
+    from eiex.hw.eie.simulate import simulate
+
+    hw = HwParams.for_image(image, queue_depth=queue_depth)
+    _, stats = simulate(image, inputs, hw=hw)
+    checks = []
+    for i, measured in enumerate(stats):
+        predicted = engine_cycles(image, inputs[i:i + 1], hw)["compute_cycles"]
+        if measured["compute_cycles"] != predicted:
+            raise EiexError(f"cycle model predicts {predicted} compute cycles for digit {i}, the RTL took "
+                            f"{measured['compute_cycles']}: the curves would not be the RTL's")
+        checks.append({"digit": i, "rtl_compute_cycles": int(measured["compute_cycles"]), "model": predicted})
+    return checks
+
+
+def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, default_depth: int = 8,
+                   rtl_samples: int = 2) -> dict:
+    """Both sweeps, with and without row permutation, on the first ``samples`` held-out digits;
+    the first ``rtl_samples`` of them also run on the RTL at the default configuration."""
     arrays, report = read_model_folder(model_dir)
     layers = layers_from_npz(arrays, str(model_dir / "compressed.npz"))
     if report.get("dataset") != "mnist5k":
@@ -61,9 +82,12 @@ def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, def
                                 balance=balance, auto_ptr_bits=True, search_act_frac=False)
         return image, golden.quantize_input(image, raw)
 
-    rows = []
+    rows, rtl_checks = [], []
     for balance in (False, True):
         image, inputs = image_for(default_pes, balance)
+        if rtl_samples:
+            rtl_checks += [{"pes": default_pes, "queue_depth": default_depth, "balance": balance, **check}
+                           for check in rtl_spot_check(image, inputs[:rtl_samples], default_depth)]
         for depth in QUEUE_DEPTHS:
             rows.append({"sweep": "queue_depth", "pes": default_pes, "queue_depth": depth, "balance": balance,
                          **efficiency(image, inputs, depth)})
@@ -71,7 +95,8 @@ def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, def
             image, inputs = image_for(n_pe, balance)
             rows.append({"sweep": "pes", "pes": n_pe, "queue_depth": default_depth, "balance": balance,
                          **efficiency(image, inputs, default_depth)})
-    return {"model": report["model"], "samples": samples, "act_frac": info["act_frac"], "rows": rows}
+    return {"model": report["model"], "samples": samples, "act_frac": info["act_frac"], "rows": rows,
+            "rtl_checks": rtl_checks}
 
 
 def write_curves(result: dict, out: Path) -> None:

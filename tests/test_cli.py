@@ -185,14 +185,21 @@ def test_failed_run_leaves_no_half_written_folder(tmp_path, fast_recipe, monkeyp
 
 def test_eie_balance_bench(compressed_run, tmp_path, capsys):
     out = tmp_path / "balance"
-    assert main(["bench", "eie-balance", "--model", str(compressed_run), "--samples", "2", "--out", str(out)]) == 0
+    assert main(["bench", "eie-balance", "--model", str(compressed_run), "--samples", "2", "--rtl-samples", "1",
+                 "--out", str(out)]) == 0
     result = json.loads((out / "balance.json").read_text())
     rows = result["rows"]
+    assert [c["balance"] for c in result["rtl_checks"]] == [False, True]
+    assert all(c["rtl_compute_cycles"] == c["model"] for c in result["rtl_checks"])
+    assert "RTL spot check: 2 runs" in capsys.readouterr().out
     assert {r["sweep"] for r in rows} == {"queue_depth", "pes"} and (out / "balance.png").exists()
     for r in rows:
         assert 0 < r["efficiency"] <= 1 and r["compute_cycles"] >= r["ideal_cycles"]
     one_pe = [r for r in rows if r["sweep"] == "pes" and r["pes"] == 1]
     assert all(r["efficiency"] > 0.9 for r in one_pe)  # a single PE is never out of balance
+    assert main(["bench", "eie-balance", "--model", str(compressed_run), "--samples", "0", "--out", str(out),
+                 "--force"]) == 1
+    assert "--samples must be between 1 and" in capsys.readouterr().err
 
 
 def test_verilog_from_engine_parameters(tmp_path, capsys):

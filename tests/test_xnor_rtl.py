@@ -1,0 +1,94 @@
+"""XNOR engine RTL (Amaranth simulator) against a brute-force evaluation of xnor-image.md section 5."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from eiex.hw.xnor.engine import XnorEngine
+from eiex.hw.xnor.mvtu import LayerGeometry
+from eiex.hw.xnor.simulate import simulate
+from eiex.sw.errors import EiexError
+
+
+def brute_force(image, bits):
+    """Spec section 5 row by row: count matching columns, then threshold or 2 * acc - K."""
+    x = np.asarray(bits)
+    for layer in image.layers:
+        w = (np.asarray(layer.weights) > 0).astype(int)
+        acc = np.array([[sum(int(xi == wi) for xi, wi in zip(row, w_r)) for w_r in w] for row in x])
+        x = (acc >= layer.thresholds).astype(int) if layer.kind == "hidden" else 2 * acc - layer.in_features
+    return x
+
+
+def random_image(sizes, folds, seed):
+    """Random ±1 weights and thresholds around K / 2, some beyond 0 and K (always / never fire)."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for l, ((k, m), (p, s)) in enumerate(zip(zip(sizes[:-1], sizes[1:]), folds)):
+        output = l == len(folds) - 1
+        thresholds = None if output else rng.integers(-2, k + 3, m)
+        layers.append(SimpleNamespace(in_features=k, out_features=m, pe=p, simd=s,
+                                      kind="output" if output else "hidden", thr_bits=(k + 3).bit_length() + 1,
+                                      weights=rng.choice([-1, 1], (m, k)), thresholds=thresholds))
+    return SimpleNamespace(layers=layers)
+
+
+CASES = [  # sizes, (P, S) per layer: padding rows and columns, one-step layers, unequal stages
+    ([20, 7, 5], [(3, 4), (2, 3)]),
+    ([16, 8, 4], [(8, 16), (4, 8)]),
+    ([9, 9, 3], [(1, 1), (2, 2)]),
+    ([64, 64, 64, 10], [(8, 32), (8, 32), (5, 32)]),
+    ([33, 17, 6], [(17, 11), (6, 17)]),
+]
+
+
+@pytest.mark.parametrize("sizes, folds", CASES)
+@pytest.mark.parametrize("preload", [False, True])
+def test_rtl_equals_the_spec(sizes, folds, preload):
+    image = random_image(sizes, folds, seed=len(sizes) + sizes[0])
+    bits = np.random.default_rng(sizes[0]).integers(0, 2, (5, sizes[0]))
+    outputs, stats = simulate(image, bits, preload=preload)
+    assert np.array_equal(outputs, brute_force(image, bits))
+    assert len(stats["cycles"]) == 5
+
+
+def test_back_pressure_and_input_gaps():
+    image = random_image([20, 7, 5], [(3, 4), (2, 3)], seed=1)
+    bits = np.random.default_rng(1).integers(0, 2, (8, 20))
+    for out_ready, in_valid, seed in ((0.3, 1.0, 0), (1.0, 0.3, 1), (0.5, 0.5, 2)):
+        outputs, _ = simulate(image, bits, out_ready=out_ready, in_valid=in_valid, seed=seed)
+        assert np.array_equal(outputs, brute_force(image, bits))
+
+
+@pytest.mark.parametrize("folds, interval", [([(8, 32), (8, 32), (5, 32)], 16), ([(4, 16), (4, 16), (1, 16)], 64),
+                                             ([(8, 16), (8, 32), (5, 32)], 32)])
+def test_pipeline_never_idles(folds, interval):
+    """Successive images overlap in every layer: the steady interval is the slowest NF * SF."""
+    image = random_image([64, 64, 64, 10], folds, seed=3)
+    bits = np.random.default_rng(3).integers(0, 2, (8, 64))
+    _, stats = simulate(image, bits)
+    assert stats["ideal_interval"] == interval
+    assert stats["intervals"][2:] == [interval] * (len(bits) - 3)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: LayerGeometry(0, 4, 1, 1, False, 4), "in_features must be a positive integer, not 0"),
+    (lambda: LayerGeometry(4, 4, 1, -2, False, 4), "simd must be a positive integer, not -2"),
+    (lambda: XnorEngine([]), "at least one layer"),
+    (lambda: XnorEngine([LayerGeometry(4, 4, 1, 1, True, 4), LayerGeometry(4, 2, 1, 1, True, 4)]),
+     "only the last layer is the output layer"),
+    (lambda: XnorEngine([LayerGeometry(4, 5, 1, 1, False, 4), LayerGeometry(4, 2, 1, 1, True, 4)]),
+     "layer 1 takes 4 inputs but layer 0 gives 5"),
+])
+def test_constructor_messages(make, message):
+    with pytest.raises(EiexError, match=message):
+        make()
+
+
+def test_bad_inputs_are_refused():
+    image = random_image([20, 7, 5], [(3, 4), (2, 3)], seed=1)
+    with pytest.raises(EiexError, match=r"shaped \(images, 20\)"):
+        simulate(image, np.zeros((2, 19), dtype=int))
+    with pytest.raises(EiexError, match="0/1 bits"):
+        simulate(image, np.full((2, 20), 2))

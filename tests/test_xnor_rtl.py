@@ -5,7 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
 from eiex.hw.xnor.engine import XnorEngine
+from eiex.hw.xnor.loader import engine_for
 from eiex.hw.xnor.mvtu import LayerGeometry
 from eiex.hw.xnor.simulate import simulate
 from eiex.sw.errors import EiexError
@@ -34,12 +36,14 @@ def random_image(sizes, folds, seed):
     return SimpleNamespace(layers=layers)
 
 
-CASES = [  # sizes, (P, S) per layer: padding rows and columns, one-step layers, unequal stages
+CASES = [  # sizes, (P, S) per layer: padding rows and columns, one-step layers, unequal stages,
+    # stream-bound pipelines (more scores or input beats per image than the slowest layer's steps)
     ([20, 7, 5], [(3, 4), (2, 3)]),
     ([16, 8, 4], [(8, 16), (4, 8)]),
     ([9, 9, 3], [(1, 1), (2, 2)]),
     ([64, 64, 64, 10], [(8, 32), (8, 32), (5, 32)]),
     ([33, 17, 6], [(17, 11), (6, 17)]),
+    ([64, 64, 64, 10], [(16, 64), (16, 64), (10, 64)]),
 ]
 
 
@@ -50,7 +54,9 @@ def test_rtl_equals_the_spec(sizes, folds, preload):
     bits = np.random.default_rng(sizes[0]).integers(0, 2, (5, sizes[0]))
     outputs, stats = simulate(image, bits, preload=preload)
     assert np.array_equal(outputs, brute_force(image, bits))
-    assert len(stats["cycles"]) == 5
+    model = pipeline_cycles(engine_for(image), len(bits))
+    assert stats["cycles"] == model["cycles"] and stats["intervals"] == model["intervals"]
+    assert model["intervals"][-1] == steady_interval(engine_for(image))
 
 
 def test_back_pressure_and_input_gaps():

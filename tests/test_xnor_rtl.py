@@ -7,9 +7,11 @@ import pytest
 
 from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
 from eiex.hw.xnor.engine import XnorEngine
-from eiex.hw.xnor.loader import engine_for
+from eiex.hw.xnor.loader import engine_for, memory_contents
 from eiex.hw.xnor.mvtu import LayerGeometry
 from eiex.hw.xnor.simulate import simulate
+from eiex.hw.xnor.verilog import to_verilog
+from eiex.sim.lint import have_verilator, lint
 from eiex.sw.errors import EiexError
 
 
@@ -98,3 +100,13 @@ def test_bad_inputs_are_refused():
         simulate(image, np.zeros((2, 19), dtype=int))
     with pytest.raises(EiexError, match="0/1 bits"):
         simulate(image, np.full((2, 20), 2))
+
+
+def test_verilog_lint(tmp_path):
+    if not have_verilator():
+        pytest.skip("verilator is not installed")
+    image = random_image([20, 7, 5], [(3, 4), (2, 3)], seed=1)
+    source = tmp_path / "xnor_engine.v"
+    source.write_text(to_verilog(engine_for(image), init=memory_contents(image)))
+    result = lint(source, "xnor_engine")
+    assert result.returncode == 0, result.stderr[-4000:]

@@ -1,10 +1,9 @@
 """XNOR engine RTL (Amaranth simulator) against a brute-force evaluation of xnor-image.md section 5."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
+from eiex.hw.xnor import golden
 from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
 from eiex.hw.xnor.engine import XnorEngine
 from eiex.hw.xnor.loader import engine_for, memory_contents
@@ -13,6 +12,7 @@ from eiex.hw.xnor.simulate import simulate
 from eiex.hw.xnor.verilog import to_verilog
 from eiex.sim.lint import have_verilator, lint
 from eiex.sw.errors import EiexError
+from eiex.sw.xnor_image import XnorImage, XnorLayer
 
 
 def brute_force(image, bits):
@@ -32,10 +32,9 @@ def random_image(sizes, folds, seed):
     for l, ((k, m), (p, s)) in enumerate(zip(zip(sizes[:-1], sizes[1:]), folds)):
         output = l == len(folds) - 1
         thresholds = None if output else rng.integers(-2, k + 3, m)
-        layers.append(SimpleNamespace(in_features=k, out_features=m, pe=p, simd=s,
-                                      kind="output" if output else "hidden", thr_bits=(k + 3).bit_length() + 1,
-                                      weights=rng.choice([-1, 1], (m, k)), thresholds=thresholds))
-    return SimpleNamespace(layers=layers)
+        layers.append(XnorLayer(f"fc{l + 1}", k, m, p, s, "output" if output else "hidden", (k + 3).bit_length() + 1,
+                                rng.choice([-1, 1], (m, k)), thresholds))
+    return XnorImage(layers, 128.0, np.ones(sizes[-1]), np.zeros(sizes[-1]))
 
 
 CASES = [  # sizes, (P, S) per layer: padding rows and columns, one-step layers, unequal stages,
@@ -56,6 +55,7 @@ def test_rtl_equals_the_spec(sizes, folds, preload):
     bits = np.random.default_rng(sizes[0]).integers(0, 2, (5, sizes[0]))
     outputs, stats = simulate(image, bits, preload=preload)
     assert np.array_equal(outputs, brute_force(image, bits))
+    assert np.array_equal(outputs, golden.run(image, bits))
     model = pipeline_cycles(engine_for(image), len(bits))
     assert stats["cycles"] == model["cycles"] and stats["intervals"] == model["intervals"]
     assert model["intervals"][-1] == steady_interval(engine_for(image))

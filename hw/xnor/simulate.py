@@ -104,7 +104,7 @@ class _Timed(Elaboratable):
 
 def statistics(image, first_in: list[int], last_out: list[int]) -> dict:
     """Per-image cycles and the steady-state interval (median gap between successive results)."""
-    from eiex.hw.xnor.loader import ideal_interval
+    from eiex.hw.xnor.golden import ideal_interval
 
     cycles = [int(end - start + 1) for start, end in zip(first_in, last_out)]
     gaps = np.diff(last_out)

@@ -96,9 +96,9 @@ def test_constructor_messages(make, message):
 
 def test_bad_inputs_are_refused():
     image = random_image([20, 7, 5], [(3, 4), (2, 3)], seed=1)
-    with pytest.raises(EiexError, match=r"shaped \(images, 20\)"):
+    with pytest.raises(EiexError, match=r"shaped \(samples, 20\)"):
         simulate(image, np.zeros((2, 19), dtype=int))
-    with pytest.raises(EiexError, match="0/1 bits"):
+    with pytest.raises(EiexError, match="integers 0 or 1"):
         simulate(image, np.full((2, 20), 2))
 
 

@@ -13,9 +13,9 @@ import numpy as np
 from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
+from eiex.hw.xnor import golden
 from eiex.hw.xnor.engine import XnorEngine
 from eiex.hw.xnor.loader import engine_for, load_writes, memory_contents, pack_input
-from eiex.sw.errors import EiexError
 
 
 def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float = 1.0, in_valid: float = 1.0,
@@ -26,12 +26,7 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
     in a cycle (1.0: always), to exercise back-pressure and gaps. ``preload``: memories initialized
     at elaboration instead of written through the load interface.
     """
-    bits = np.asarray(bits)
-    k0 = image.layers[0].in_features
-    if bits.ndim != 2 or bits.shape[1] != k0:
-        raise EiexError(f"inputs must be shaped (images, {k0}), not {bits.shape}")
-    if not np.isin(bits, (0, 1)).all():
-        raise EiexError("XNOR inputs must be 0/1 bits")
+    bits = golden.check_bits(image, bits)
     dut = XnorEngine(engine_for(image), memory_contents(image) if preload else None)
     writes = [] if preload else load_writes(image)
     beats = pack_input(image, bits)
@@ -104,10 +99,8 @@ class _Timed(Elaboratable):
 
 def statistics(image, first_in: list[int], last_out: list[int]) -> dict:
     """Per-image cycles and the steady-state interval (median gap between successive results)."""
-    from eiex.hw.xnor.golden import ideal_interval
-
     cycles = [int(end - start + 1) for start, end in zip(first_in, last_out)]
     gaps = np.diff(last_out)
     steady = gaps[len(gaps) // 2:] if len(gaps) > 2 else gaps
     return {"cycles": cycles, "interval": int(np.median(steady)) if len(steady) else None,
-            "intervals": [int(g) for g in gaps], "ideal_interval": ideal_interval(image)}
+            "intervals": [int(g) for g in gaps], "ideal_interval": golden.ideal_interval(image)}

@@ -14,7 +14,6 @@ the binarized one into integer thresholds (:mod:`eiex.sw.thresholds`) and measur
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from eiex.sw.atomic import atomic_output_dir, check_output_dir
 from eiex.sw.data import N_CLASSES, Split, load_dataset
 from eiex.sw.errors import EiexError
 from eiex.sw.thresholds import INPUT_THRESHOLD, BatchNormParams, fold_model, run_folded
-from eiex.sw.train import Tensors, TrainConfig, accuracy, fit, predict, seed_everything
+from eiex.sw.train import StageClock, Tensors, TrainConfig, accuracy, fit, predict, seed_everything
 
 MODES = ("binaryconnect", "bnn", "xnor")
 FOLDABLE_MODES = ("bnn", "xnor")  # binary activations: what the XNOR engine runs
@@ -250,14 +249,8 @@ def binarize(
     build_bnn(model_name, hidden, mode)  # refuse bad arguments before loading or training
     dataset = load_dataset(dataset_name, data_dir)
     train, test = raw_tensors(dataset.train), raw_tensors(dataset.test)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = now - clock
-        clock = now
+    clock = StageClock()
+    lap, seconds = clock.lap, clock.seconds
 
     seed_everything(seed)  # before each model exists: its initial weights come from the seed
     float_model = FloatMlp(hidden)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from eiex.sw.pruning import Masks, check_finite, filter_prune, iterative_prune, 
 from eiex.sw.recipe import Recipe, load_recipe
 from eiex.sw.sharing import SharedLayer, finetune_centroids, share_weights
 from eiex.sw.storage import ModelStorage, account_layer
-from eiex.sw.train import Tensors, accuracy, fit, seed_everything
+from eiex.sw.train import StageClock, Tensors, accuracy, fit, seed_everything
 
 
 @dataclass
@@ -55,14 +54,8 @@ def compress(
     dataset = load_dataset(dataset_name, data_dir)
     norm = InputNorm.fit(dataset.train.images)
     train, test = Tensors.of(dataset.train, norm), Tensors.of(dataset.test, norm)
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = now - clock
-        clock = now
+    clock = StageClock()
+    lap, seconds = clock.lap, clock.seconds
 
     if initial is not None:
         model.load_npz(initial, str(dense_weights))

@@ -7,21 +7,18 @@ names exactly what is wrong.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 from bitarray import bitarray
 
-from eiex.sw import memfiles
-from eiex.sw.atomic import atomic_output_dir
 from eiex.sw.eie_image import FORMAT, VERSION, EieImage, EieLayer, EngineParams, PeMemories, unpack_entries
 from eiex.sw.errors import EiexError
+from eiex.sw.image_folder import MANIFEST, file_formats, read_memory, require, write_folder
 from eiex.sw.huffman import HuffmanCode
 from eiex.sw.sparse import SparseColumns, decode_columns
 
-MANIFEST = "manifest.json"
 
 
 def _unsigned(values, width: int) -> list[int]:
@@ -67,10 +64,7 @@ def memory_words(image: EieImage, huffman: HuffmanCode | None = None) -> list[tu
 def write_image(image: EieImage, out_dir, formats=("hex",), huffman_max_len: int | None = None,
                 force: bool = False) -> dict:
     """Write the image folder atomically; returns the manifest."""
-    formats = ("hex",) + tuple(f for f in dict.fromkeys(formats) if f != "hex")
-    for fmt in formats:
-        if fmt not in memfiles.FORMATS:
-            raise EiexError(f"unknown memory file format {fmt!r}; choose from {', '.join(memfiles.FORMATS)}")
+    formats = file_formats(formats)
     huffman = None
     if huffman_max_len is not None:
         symbols = np.concatenate([_entries(pe, image.engine) for pe in image.pes])
@@ -86,44 +80,7 @@ def write_image(image: EieImage, out_dir, formats=("hex",), huffman_max_len: int
         manifest["huffman"] = {"max_len": huffman_max_len, "lengths": huffman.lengths.tolist()}
     if image.row_order:
         manifest["row_order"] = image.row_order
-    with atomic_output_dir(out_dir, force) as folder:
-        for entry, words in memory_words(image, huffman):
-            entry = {**entry, "depth": len(words), "files": {}, "sha256": {}}
-            for fmt in formats:
-                name = f"{entry['name']}.{fmt}"
-                content = memfiles.encode(words, entry["width"], fmt)
-                (folder / name).write_bytes(content)
-                entry["files"][fmt] = name
-                entry["sha256"][fmt] = hashlib.sha256(content).hexdigest()
-            manifest["memories"].append(entry)
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
-
-
-def _require(table: dict, keys, where: str) -> None:
-    if not isinstance(table, dict):
-        raise EiexError(f"{where} must be a JSON object")
-    missing = [k for k in keys if k not in table]
-    if missing:
-        raise EiexError(f"{where} lacks {', '.join(missing)}")
-
-
-def _read_memory(folder: Path, entry: dict) -> list[int]:
-    name = entry["name"]
-    files, digests = entry.get("files", {}), entry.get("sha256", {})
-    if "hex" not in files:
-        raise EiexError(f"{name}: the manifest lists no hex file")
-    for fmt, relpath in files.items():
-        path = folder / relpath
-        if not path.is_file():
-            raise EiexError(f"{name}: file {relpath} is missing")
-        if fmt not in digests or hashlib.sha256(path.read_bytes()).hexdigest() != digests[fmt]:
-            raise EiexError(f"{relpath}: sha256 mismatch (the file was changed after export)")
-    if not isinstance(entry["width"], int) or entry["width"] < 1:
-        raise EiexError(f"{name}: width {entry['width']!r} is not a positive integer")
-    if not isinstance(entry["depth"], int) or entry["depth"] < 1:
-        raise EiexError(f"{name}: depth {entry['depth']!r} is not a positive integer")
-    return memfiles.decode((folder / files["hex"]).read_bytes(), entry["width"], "hex", entry["depth"], where=files["hex"])
+    return write_folder(out_dir, force, manifest, memory_words(image, huffman), formats)
 
 
 def load_image(folder) -> EieImage:
@@ -136,7 +93,7 @@ def load_image(folder) -> EieImage:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EiexError(f"{path}: not valid JSON ({e})") from None
-    _require(manifest, ("format", "version", "engine", "layers", "memories"), MANIFEST)
+    require(manifest, ("format", "version", "engine", "layers", "memories"), MANIFEST)
     if manifest["format"] != FORMAT:
         raise EiexError(f"{MANIFEST}: format {manifest['format']!r} is not {FORMAT!r}")
     if manifest["version"] != VERSION:
@@ -150,8 +107,8 @@ def load_image(folder) -> EieImage:
         raise EiexError(f"{MANIFEST}: no layers")
     memories = {}
     for entry in manifest["memories"]:
-        _require(entry, ("name", "kind", "pe", "width", "depth", "files", "sha256"), "a memory entry")
-        memories[entry["name"]] = (entry, _read_memory(folder, entry))
+        require(entry, ("name", "kind", "pe", "width", "depth", "files", "sha256"), "a memory entry")
+        memories[entry["name"]] = (entry, read_memory(folder, entry))
     _check_layout(engine, layers)
     pes = [_load_pe(engine, layers, memories, p) for p in range(engine.n_pe)]
     if "codebook" not in memories:
@@ -233,7 +190,7 @@ def _check_rows(image: EieImage, l: int) -> None:
 
 
 def _check_huffman(table: dict, memories: dict, image: EieImage) -> None:
-    _require(table, ("max_len", "lengths"), "huffman")
+    require(table, ("max_len", "lengths"), "huffman")
     if len(table["lengths"]) != 1 << image.engine.entry_bits:
         raise EiexError(f"huffman: {len(table['lengths'])} code lengths, expected 2**{image.engine.entry_bits}")
     try:
@@ -245,7 +202,7 @@ def _check_huffman(table: dict, memories: dict, image: EieImage) -> None:
         if name not in memories:
             raise EiexError(f"{MANIFEST}: memory {name} is missing")
         entry, words = memories[name]
-        _require(entry, ("bits", "symbols"), name)
+        require(entry, ("bits", "symbols"), name)
         if not 0 <= entry["bits"] <= len(words) * entry["width"]:
             raise EiexError(f"{name}: {entry['bits']} bits do not fit {len(words)} words of {entry['width']} bits")
         stream = bitarray("".join(format(w, f"0{entry['width']}b") for w in words))[: entry["bits"]]

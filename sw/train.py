@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import math
 import random
 from dataclasses import dataclass
@@ -89,3 +91,16 @@ def fit(
             optimizer.step()
             if after_step is not None:
                 after_step()
+
+
+class StageClock:
+    """Wall time of each stage of a pipeline: ``lap(stage)`` books the time since the last lap."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now

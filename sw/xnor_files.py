@@ -7,7 +7,6 @@ layer geometry, padding bits, output scores) and names exactly what is wrong in 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -16,14 +15,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from eiex.sw import memfiles
-from eiex.sw.atomic import atomic_output_dir
-from eiex.sw.eie_files import _read_memory, _require
 from eiex.sw.errors import EiexError
+from eiex.sw.image_folder import MANIFEST, file_formats, read_memory, require, write_folder
 from eiex.sw.xnor_image import (FORMAT, VERSION, XnorImage, XnorLayer, check_geometry, check_layer_chain,
                                 memory_name, pack_thresholds, pack_weights, unpack_thresholds, unpack_weights)
 
-MANIFEST = "manifest.json"
 LAYER_KEYS = ("name", "in_features", "out_features", "pe", "simd", "kind", "thr_bits")
 
 
@@ -44,10 +40,7 @@ def memory_words(image: XnorImage) -> list[tuple[dict, list[int]]]:
 
 def write_image(image: XnorImage, out, formats=("hex",), force: bool = False) -> dict:
     """Write the image folder atomically (``hex`` always, plus ``formats``); returns the manifest."""
-    formats = ("hex",) + tuple(f for f in dict.fromkeys(formats) if f != "hex")
-    for fmt in formats:
-        if fmt not in memfiles.FORMATS:
-            raise EiexError(f"unknown memory file format {fmt!r}; choose from {', '.join(memfiles.FORMATS)}")
+    formats = file_formats(formats)
     manifest = {
         "format": FORMAT, "version": VERSION,
         "input": {"kind": "binary", "threshold": image.input_threshold},
@@ -55,18 +48,7 @@ def write_image(image: XnorImage, out, formats=("hex",), force: bool = False) ->
         "output": {"scale": image.output_scale.tolist(), "bias": image.output_bias.tolist()},
         "memories": [],
     }
-    with atomic_output_dir(out, force) as folder:
-        for entry, words in memory_words(image):
-            entry = {**entry, "depth": len(words), "files": {}, "sha256": {}}
-            for fmt in formats:
-                name = f"{entry['name']}.{fmt}"
-                content = memfiles.encode(words, entry["width"], fmt)
-                (folder / name).write_bytes(content)
-                entry["files"][fmt] = name
-                entry["sha256"][fmt] = hashlib.sha256(content).hexdigest()
-            manifest["memories"].append(entry)
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return manifest
+    return write_folder(out, force, manifest, memory_words(image), formats)
 
 
 def _number(value, where: str) -> float:
@@ -87,7 +69,7 @@ def _layer_table(manifest: dict) -> list[SimpleNamespace]:
         raise EiexError(f"{MANIFEST}: layers must be a non-empty list")
     table = []
     for l, row in enumerate(rows):
-        _require(row, LAYER_KEYS, f"{MANIFEST}: layer {l}")
+        require(row, LAYER_KEYS, f"{MANIFEST}: layer {l}")
         check_geometry(*(row[k] for k in LAYER_KEYS))
         table.append(SimpleNamespace(**{k: row[k] for k in LAYER_KEYS}))
     check_layer_chain(table)
@@ -99,7 +81,7 @@ def _memory_entries(manifest: dict, table: list[SimpleNamespace]) -> dict[str, d
         raise EiexError(f"{MANIFEST}: memories must be a list")
     entries = {}
     for entry in manifest["memories"]:
-        _require(entry, ("name", "kind", "pe", "width", "depth", "files", "sha256"), "a memory entry")
+        require(entry, ("name", "kind", "pe", "width", "depth", "files", "sha256"), "a memory entry")
         name = entry["name"]
         if name in entries:
             raise EiexError(f"{MANIFEST}: memory {name} is listed twice")
@@ -140,7 +122,7 @@ def _load_layer(folder: Path, l: int, row: SimpleNamespace, entries: dict[str, d
                 _check_entry(entries[name], kind, p, row.simd, nf * sf, row, ("simd", f"NF * SF = {nf} * {sf}"))
             else:
                 _check_entry(entries[name], kind, p, row.thr_bits, nf, row, ("thr_bits", "NF"))
-            words[kind].append(_read_memory(folder, entries[name]))
+            words[kind].append(read_memory(folder, entries[name]))
     weights = unpack_weights(words["weights"], row.out_features, row.in_features, row.pe, row.simd, l)
     thresholds = None
     if row.kind == "hidden":
@@ -158,17 +140,17 @@ def load_image(folder) -> XnorImage:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EiexError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
-    _require(manifest, ("format", "version", "input", "layers", "output", "memories"), MANIFEST)
+    require(manifest, ("format", "version", "input", "layers", "output", "memories"), MANIFEST)
     if manifest["format"] != FORMAT:
         raise EiexError(f"{MANIFEST}: format {manifest['format']!r} is not {FORMAT!r}")
     if manifest["version"] != VERSION:
         raise EiexError(f"{MANIFEST}: version {manifest['version']!r} is not supported (this eiex reads {VERSION})")
-    _require(manifest["input"], ("kind", "threshold"), f"{MANIFEST}: input")
+    require(manifest["input"], ("kind", "threshold"), f"{MANIFEST}: input")
     if manifest["input"]["kind"] != "binary":
         raise EiexError(f"{MANIFEST}: input kind {manifest['input']['kind']!r} is not supported (this eiex reads 'binary')")
     input_threshold = _number(manifest["input"]["threshold"], f"{MANIFEST}: input threshold")
     table = _layer_table(manifest)
-    _require(manifest["output"], ("scale", "bias"), f"{MANIFEST}: output")
+    require(manifest["output"], ("scale", "bias"), f"{MANIFEST}: output")
     m = table[-1].out_features
     scale = _numbers(manifest["output"]["scale"], m, f"{MANIFEST}: output scale")
     bias = _numbers(manifest["output"]["bias"], m, f"{MANIFEST}: output bias")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from eiex.hw.eie import golden
-from eiex.sw import eie_files, memfiles
+from eiex.sw import image_folder, memfiles
 from eiex.sw.eie_encode import IntLayer, build_image
 from eiex.sw.eie_files import load_image, write_image
 from eiex.sw.eie_image import EngineParams
@@ -300,7 +300,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, monkeypatch, target):
         return real(*args, **kwargs)
 
     module, name = target.split(".")
-    owner = getattr(eie_files, module)
+    owner = getattr(image_folder, module)
     real = getattr(owner, name)
     monkeypatch.setattr(owner, name, broken)
     with pytest.raises(OSError, match="No space left"):

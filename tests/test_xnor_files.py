@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from eiex.hw.xnor import golden
-from eiex.sw import memfiles, xnor_files
+from eiex.sw import image_folder, memfiles
 from eiex.sw.errors import EiexError
 from eiex.sw.xnor_files import load_image, write_image
 from eiex.sw.xnor_image import XnorImage, XnorLayer
@@ -273,7 +273,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, monkeypatch, target):
         return real(*args, **kwargs)
 
     module, name = target.split(".")
-    owner = getattr(xnor_files, module)
+    owner = getattr(image_folder, module)
     real = getattr(owner, name)
     monkeypatch.setattr(owner, name, broken)
     with pytest.raises(OSError, match="No space left"):
@@ -284,7 +284,7 @@ def test_failure_mid_write_leaves_nothing(tmp_path, monkeypatch, target):
 def test_failure_mid_overwrite_keeps_the_old_image(tmp_path, monkeypatch):
     folder = tmp_path / "img"
     write_image(make_image(4), folder)
-    monkeypatch.setattr(xnor_files.json, "dumps", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(image_folder.json, "dumps", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         write_image(make_image(5), folder, force=True)
     monkeypatch.undo()

@@ -15,6 +15,7 @@ from eiex.hw.eie.cycles import ideal_cycles
 from eiex.hw.eie.engine import EieEngine
 from eiex.hw.eie.loader import load_writes, memory_contents
 from eiex.hw.eie.params import HwParams
+from eiex.hw.stream_bench import receive, send
 from eiex.sw.eie_image import EieImage
 
 
@@ -44,39 +45,20 @@ def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwPa
     outputs = np.zeros((len(a), n_out), dtype=np.int64)
     stats: list[dict] = []
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
-    loaded = []
 
     async def driver(ctx):
         for w in writes:
-            ctx.set(dut.load.payload, w)
-            ctx.set(dut.load.valid, 1)
-            await ctx.tick().until(dut.load.ready)
+            await send(ctx, dut.load, w)
         ctx.set(dut.load.valid, 0)
-        loaded.append(True)
         for vec in a:
             for x in vec:
-                ctx.set(dut.input.payload, int(x))
-                while in_valid < 1.0 and rng_in.random() >= in_valid:
-                    ctx.set(dut.input.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.input.valid, 1)
-                await ctx.tick().until(dut.input.ready)
+                await send(ctx, dut.input, int(x), in_valid, rng_in)
             ctx.set(dut.input.valid, 0)
 
     async def monitor(ctx):
         for s in range(len(a)):
             for i in range(n_out):
-                if out_ready >= 1.0:
-                    ctx.set(dut.output.ready, 1)
-                    (value,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
-                else:
-                    while True:
-                        ready = rng_out.random() < out_ready
-                        ctx.set(dut.output.ready, ready)
-                        _, _, value, valid = await ctx.tick().sample(dut.output.payload, dut.output.valid)
-                        if ready and valid:
-                            break
-                outputs[s, i] = value
+                outputs[s, i] = await receive(ctx, dut.output, out_ready, rng_out)
             ctx.set(dut.output.ready, 0)
             await ctx.tick()  # the statistics registers update at the last transfer's edge
             stats.append({"cycles": ctx.get(dut.cycles), "compute_cycles": ctx.get(dut.compute_cycles),

@@ -13,6 +13,7 @@ import numpy as np
 from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
+from eiex.hw.stream_bench import receive, send
 from eiex.hw.xnor import golden
 from eiex.hw.xnor.engine import XnorEngine
 from eiex.hw.xnor.loader import engine_for, load_writes, memory_contents, pack_input
@@ -37,18 +38,11 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
 
     async def driver(ctx):
         for w in writes:
-            ctx.set(dut.load.payload, w)
-            ctx.set(dut.load.valid, 1)
-            await ctx.tick().until(dut.load.ready)
+            await send(ctx, dut.load, w)
         ctx.set(dut.load.valid, 0)
         for image_beats in beats:
             for b, beat in enumerate(image_beats):
-                ctx.set(dut.input.payload, int(beat))
-                while in_valid < 1.0 and rng_in.random() >= in_valid:
-                    ctx.set(dut.input.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.input.valid, 1)
-                await ctx.tick().until(dut.input.ready)
+                await send(ctx, dut.input, int(beat), in_valid, rng_in)
                 if b == 0:
                     first_in.append(ctx.get(top.cycle))
         ctx.set(dut.input.valid, 0)
@@ -56,17 +50,7 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
     async def monitor(ctx):
         for s in range(len(bits)):
             for r in range(m_out):
-                if out_ready >= 1.0:
-                    ctx.set(dut.output.ready, 1)
-                    (value,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
-                else:
-                    while True:
-                        ready = rng_out.random() < out_ready
-                        ctx.set(dut.output.ready, ready)
-                        _, _, value, valid = await ctx.tick().sample(dut.output.payload, dut.output.valid)
-                        if ready and valid:
-                            break
-                outputs[s, r] = value
+                outputs[s, r] = await receive(ctx, dut.output, out_ready, rng_out)
             last_out.append(ctx.get(top.cycle))
         ctx.set(dut.output.ready, 0)
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from eiex.sw.binarize import DEFAULT_HIDDEN, DEFAULT_MODE, DEFAULT_THREADS, FOLDABLE_MODES
+from eiex.sw.binarize import MODELS as BINARY_MODELS
 from eiex.sw.data import DATASETS
 from eiex.sw.errors import EiexError
 from eiex.sw.memfiles import FORMATS
@@ -27,6 +29,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    """A comma list of positive integers, one per layer: ``16,16,2``."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, not {text!r}")
+    return values
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -43,6 +56,20 @@ def cmd_compress(args) -> int:
     print(f"{args.model}: dense {r['dense_accuracy']:.2%}, compressed {r['compressed_accuracy']:.2%}, "
           f"{r['compression_ratio']:.1f}x ({r['dense_bytes']:,} -> {r['compressed_bytes']:,} bytes); "
           f"wrote {args.out}")
+    return 0
+
+
+def cmd_binarize(args) -> int:
+    from eiex.sw.binarize import run_binarize
+
+    result = run_binarize(
+        args.out, force=args.force, model_name=args.model, dataset_name=args.dataset, data_dir=args.data_dir,
+        seed=args.seed, mode=args.mode, hidden=tuple(args.hidden), threads=args.threads, log=_log,
+    )
+    r = result.report
+    print(f"{args.model} {'-'.join(map(str, r['layers']))} ({r['mode']}): float {r['float_accuracy']:.2%}, "
+          f"binary {r['binary_accuracy']:.2%} from the folded integer network "
+          f"({r['accuracy_loss_pp']:.1f} pp below float), {r['seconds']['total']:.0f} s; wrote {args.out}")
     return 0
 
 
@@ -99,6 +126,58 @@ def _engine_overrides(args) -> dict:
     names = ("idx_bits", "rel_bits", "act_bits", "act_frac", "weight_bits", "bias_bits", "ptr_bits",
              "entries_per_word")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def cmd_export_xnor(args) -> int:
+    from eiex.hw.xnor.golden import ideal_interval
+    from eiex.sw.atomic import check_output_dir
+    from eiex.sw.npz import read_npz
+    from eiex.sw.xnor_export import image_from_folded, read_binarized_folder
+    from eiex.sw.xnor_files import write_image
+
+    check_output_dir(args.out, args.force)
+    if args.model is not None:
+        arrays, source = read_binarized_folder(args.model)
+    else:
+        arrays, source = read_npz(args.npz), str(args.npz)
+    image = image_from_folded(arrays, pe=args.pe, simd=args.simd, target_interval=args.target_interval, source=source)
+    write_image(image, args.out, formats=args.formats, force=args.force)
+    print(f"XNOR image in {args.out}: {_describe_folding(image.layers)}; ideal interval {ideal_interval(image)} "
+          f"cycles per image; formats {','.join(args.formats)}")
+    return 0
+
+
+def _describe_folding(layers) -> str:
+    lanes = sum(layer.pe * layer.simd for layer in layers)
+    return (", ".join(f"{layer.in_features}->{layer.out_features} pe {layer.pe} simd {layer.simd} "
+                      f"(NF*SF {-(-layer.out_features // layer.pe) * -(-layer.in_features // layer.simd)})"
+                      for layer in layers) + f"; {lanes} lanes")
+
+
+def cmd_verilog_xnor(args) -> int:
+    from eiex.hw.xnor.loader import engine_for, engine_for_sizes, memory_contents
+    from eiex.hw.xnor.verilog import to_verilog
+    from eiex.sw.atomic import atomic_write
+
+    if (args.images is None) == (args.layers is None):
+        raise EiexError("give either --images or --layers (engine parameters)")
+    if args.images is not None:
+        from eiex.sw.xnor_files import load_image
+
+        if args.pe or args.simd or args.target_interval or args.thr_bits:
+            raise EiexError("--pe, --simd, --target-interval and --thr-bits go with --layers; an image fixes them")
+        image = load_image(args.images)
+        layers = engine_for(image)
+        init = memory_contents(image) if args.preload else None
+    else:
+        if args.preload:
+            raise EiexError("--preload needs --images: the memories are initialized from an image")
+        layers = engine_for_sizes(args.layers, args.pe, args.simd, args.target_interval, args.thr_bits)
+        init = None
+    atomic_write(args.output, to_verilog(layers, init=init).encode())
+    print(f"wrote {args.output}: XNOR engine, {_describe_folding(layers)}"
+          f"{', memories initialized from ' + str(args.images) if init else ''}")
+    return 0
 
 
 def cmd_verilog_eie(args) -> int:
@@ -169,6 +248,35 @@ def cmd_sim_eie(args) -> int:
     return 0 if matches else 1
 
 
+def cmd_sim_xnor(args) -> int:
+    import io
+    import json
+
+    import numpy as np
+
+    from eiex.hw.xnor import golden
+    from eiex.hw.xnor.simulate import simulate
+    from eiex.sw.atomic import atomic_write
+    from eiex.sw.xnor_files import load_image
+
+    image = load_image(args.images)
+    bits = golden.check_bits(image, _read_inputs(args.input))
+    outputs, stats = simulate(image, bits)
+    buffer = io.BytesIO()
+    np.save(buffer, outputs)
+    atomic_write(args.out, buffer.getvalue())
+    if args.stats is not None:
+        record = {"simulator": args.sim, "samples": [{"cycles": c} for c in stats["cycles"]],
+                  "total": {"cycles": sum(stats["cycles"])}, "interval": stats["interval"],
+                  "intervals": stats["intervals"], "ideal_interval": stats["ideal_interval"]}
+        atomic_write(args.stats, (json.dumps(record, indent=2) + "\n").encode())
+    matches = bool(np.array_equal(outputs, golden.run(image, bits)))
+    interval = "" if stats["interval"] is None else f"interval {stats['interval']} cycles (ideal {stats['ideal_interval']}); "
+    print(f"{len(bits)} input vectors on the {args.sim} simulator: {interval}outputs in {args.out}; "
+          f"golden model {'agrees' if matches else 'DISAGREES'}")
+    return 0 if matches else 1
+
+
 def cmd_bench_eie_balance(args) -> int:
     from eiex.sim.eie_balance import balance_curves, write_curves
     from eiex.sw.atomic import atomic_output_dir, check_output_dir
@@ -217,6 +325,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _folding_args(p) -> None:
+    p.add_argument("--pe", type=_int_list, help="PEs (rows in parallel) per layer, e.g. 16,16,2")
+    p.add_argument("--simd", type=_int_list, help="SIMD lanes (columns in parallel) per layer, e.g. 49,32,32")
+    p.add_argument("--target-interval", type=int, help="cycles per image (max NF*SF) to fold for with the "
+                   "fewest lanes (default: what 64 lanes give the largest layer)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eiex", description="Compressed neural networks on FPGAs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -231,6 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("binarize", help="train a binarized network and fold it to integer thresholds")
+    p.add_argument("--model", required=True, choices=BINARY_MODELS)
+    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
+    p.add_argument("--data-dir", type=Path, help="folder of the MNIST IDX files (--dataset mnist)")
+    p.add_argument("--mode", default=DEFAULT_MODE, choices=FOLDABLE_MODES,
+                   help=f"bnn (sign weights) or xnor (plus XNOR-Net scaling alpha); default {DEFAULT_MODE}")
+    p.add_argument("--hidden", type=_int_list, default=list(DEFAULT_HIDDEN),
+                   help=f"hidden layer widths (default {','.join(map(str, DEFAULT_HIDDEN))})")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"torch threads; pinned because results depend on it (default {DEFAULT_THREADS})")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--out", type=Path, required=True, help="output folder (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_binarize)
 
     p = sub.add_parser("export", help="write memory images for an accelerator")
     engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
@@ -247,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="image folder (written atomically)")
     p.add_argument("--force", action="store_true", help="replace an existing image folder")
     p.set_defaults(func=cmd_export_eie)
+    p = engines.add_parser("xnor", help="XNOR binary engine image (shared/spec/xnor-image.md)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="an eiex binarize output folder")
+    source.add_argument("--npz", type=Path, help="folded arrays w0, w1, ..., t0, ..., scale, bias, input_threshold")
+    _folding_args(p)
+    p.add_argument("--formats", type=_formats, default=("hex",), help="comma list of hex,bin,coe,mif,ihex (hex always)")
+    p.add_argument("--out", type=Path, required=True, help="image folder (written atomically)")
+    p.add_argument("--force", action="store_true", help="replace an existing image folder")
+    p.set_defaults(func=cmd_export_xnor)
 
     p = sub.add_parser("verilog", help="generate an engine's Verilog")
     engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
@@ -261,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
     p.add_argument("-o", "--output", type=Path, required=True, help="Verilog file to write")
     p.set_defaults(func=cmd_verilog_eie)
+    p = engines.add_parser("xnor", help="the XNOR binary engine")
+    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
+    p.add_argument("--layers", type=_int_list, help="without --images: layer sizes, inputs first (784,512,512,10)")
+    _folding_args(p)
+    p.add_argument("--thr-bits", type=_int_list, help="with --layers: threshold width per hidden layer "
+                   "(default: enough for any threshold 0 .. K+1)")
+    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+    p.add_argument("-o", "--output", type=Path, required=True, help="Verilog file to write")
+    p.set_defaults(func=cmd_verilog_xnor)
 
     p = sub.add_parser("sim", help="run an image on a simulated engine")
     engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
@@ -273,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulator (Verilator and Icarus come with the cocotb benches)")
     p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
     p.set_defaults(func=cmd_sim_eie)
+    p = engines.add_parser("xnor", help="the XNOR binary engine")
+    p.add_argument("--images", type=Path, required=True, help="an XNOR image folder")
+    p.add_argument("--input", type=Path, required=True, help="X.npy: (samples, inputs) bits, 0 or 1")
+    p.add_argument("--out", type=Path, required=True, help="Y.npy to write: (samples, outputs) scores 2*acc - K")
+    p.add_argument("--stats", type=Path, help="S.json to write: cycles per image, interval, ideal_interval")
+    p.add_argument("--sim", choices=["amaranth"], default="amaranth",
+                   help="simulator (Verilator and Icarus come with the cocotb benches)")
+    p.set_defaults(func=cmd_sim_xnor)
 
     p = sub.add_parser("bench", help="measurements")
     benches = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)

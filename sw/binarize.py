@@ -32,6 +32,9 @@ FOLDABLE_MODES = ("bnn", "xnor")  # binary activations: what the XNOR engine run
 MODELS = ("bnn-mlp",)
 DEFAULT_HIDDEN = (512, 512)
 DEFAULT_MODE = "xnor"
+# Float reductions split across threads round differently, so the trained network depends on the
+# thread count; pinning it makes a seed reproduce on any machine.
+DEFAULT_THREADS = 2
 #: binarized training: Adam at a high rate first (latent weights must cross zero), then lower
 BINARY_SCHEDULE = (TrainConfig(epochs=20, lr=1e-2, batch_size=100), TrainConfig(epochs=10, lr=1e-3, batch_size=100))
 FLOAT_SCHEDULE = (TrainConfig(epochs=15, lr=1e-3, batch_size=100),)
@@ -238,15 +241,30 @@ def binarize(
     hidden=DEFAULT_HIDDEN,
     binary_schedule=BINARY_SCHEDULE,
     float_schedule=FLOAT_SCHEDULE,
+    threads: int = DEFAULT_THREADS,
     log=print,
 ) -> BinarizeResult:
     """Train the float twin and the binarized MLP, fold it, and measure both on held-out digits.
 
     ``binary_accuracy`` comes from the folded integer network (:func:`run_folded`),
     ``torch_binary_accuracy`` from the PyTorch model in eval mode; ``agreement`` is the fraction
-    of held-out digits on which the two predict the same class.
+    of held-out digits on which the two predict the same class. Training runs on ``threads`` torch
+    threads (restored afterwards).
     """
     build_bnn(model_name, hidden, mode)  # refuse bad arguments before loading or training
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+        raise EiexError(f"threads must be an integer from 1 to 256, not {threads!r}")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule,
+                         threads, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule, threads,
+              log) -> BinarizeResult:
     dataset = load_dataset(dataset_name, data_dir)
     train, test = raw_tensors(dataset.train), raw_tensors(dataset.test)
     clock = StageClock()
@@ -291,6 +309,7 @@ def binarize(
         "dataset": dataset.name,
         "mode": mode,
         "seed": seed,
+        "threads": threads,
         "test_split": f"held-out, {len(test.y)} samples",
         "input": {"kind": "binary", "threshold": model.input_threshold},
         "float_input": "pixel / 255",

@@ -17,10 +17,12 @@ scalar ``input_threshold``; other keys are ignored.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from eiex.sw.errors import EiexError
+from eiex.sw.npz import read_npz
 from eiex.sw.xnor_image import XnorImage, XnorLayer, signed_bits
 
 DEFAULT_LANES = 64
@@ -200,3 +202,14 @@ def image_from_folded(arrays: dict, pe=None, simd=None, target_interval=None, so
                                 kind="hidden" if hidden else "output", thr_bits=signed_bits(t) if hidden else OUTPUT_THR_BITS,
                                 weights=w, thresholds=t))
     return XnorImage(layers=layers, input_threshold=input_threshold, output_scale=scale, output_bias=bias)
+
+
+def read_binarized_folder(folder) -> tuple[dict[str, np.ndarray], str]:
+    """The folded arrays of an ``eiex binarize`` output folder, and the path naming them in errors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EiexError(f"model folder {folder} does not exist")
+    path = folder / "binary.npz"
+    if not path.is_file():
+        raise EiexError(f"{folder} is not an eiex binarize output: binary.npz is missing")
+    return read_npz(path), str(path)

@@ -28,7 +28,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 TINY = dict(hidden=(32, 32), binary_schedule=(TrainConfig(epochs=1, lr=1e-2, batch_size=100),),
-            float_schedule=(TrainConfig(epochs=1, lr=1e-3, batch_size=100),), log=lambda *_: None)
+            float_schedule=(TrainConfig(epochs=1, lr=1e-3, batch_size=100),), threads=1, log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,7 @@ def test_nan_weights_are_refused_with_one_line(trained):
     (lambda: BnnMlp(mode="binaryconnect"), "bnn-mlp needs binary activations"),
     (lambda: BnnMlp(hidden=(64, -1)), "layer sizes must be positive integers"),
     (lambda: binarize("lenet300"), "unknown binarized model 'lenet300'"),
+    (lambda: binarize(threads=0), "threads must be an integer from 1 to 256, not 0"),
 ])
 def test_bad_arguments_are_refused_with_one_line(call, message):
     with pytest.raises(EiexError, match=message) as e:
@@ -172,8 +173,12 @@ def test_short_binarize_run_writes_report_and_npz(tmp_path):
     test = load_dataset("mnist5k").test
     folded = run_folded(arrays, test.images).argmax(1)
     assert report["binary_accuracy"] == np.mean(folded == test.labels)
-    # seeded and deterministic: a second run folds to the same integers
+    # seeded and deterministic: a second run folds to the same integers, and the thread count
+    # binarize pins is given back
+    torch.set_num_threads(2)
     again = binarize(seed=0, **TINY)
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)
     assert all(np.array_equal(again.arrays[k], result.arrays[k]) for k in result.arrays)
     # an existing output is refused before any training, and left as it was
     with pytest.raises(EiexError, match="already exists"):

@@ -84,27 +84,19 @@ def _formats(text: str) -> tuple[str, ...]:
 
 def cmd_export_eie(args) -> int:
     from eiex.sw.atomic import check_output_dir
-    from eiex.sw.data import load_dataset
-    from eiex.sw.eie_export import engine_for, export_model, layers_from_npz, read_model_folder
+    from eiex.sw.eie_export import engine_for, export_model, export_model_folder, layers_from_npz
     from eiex.sw.eie_files import write_image
     from eiex.sw.npz import read_npz
 
     check_output_dir(args.out, args.force)
-    calibration = input_norm = None
+    overrides = _engine_overrides(args)
     if args.model is not None:
-        arrays, report = read_model_folder(args.model)
-        source, input_norm = str(args.model / "compressed.npz"), report.get("input")
-        if report.get("dataset") == "mnist5k":
-            train = load_dataset("mnist5k").train.images
-            calibration = train.reshape(len(train), -1)
+        image = export_model_folder(args.model, args.pes, balance=args.balance, **overrides)
     else:
-        arrays, source = read_npz(args.npz), str(args.npz)
-    layers = layers_from_npz(arrays, source)
-    params = engine_for(layers, args.pes, **_engine_overrides(args))
-    image, info = export_model(
-        layers, params, input_norm=input_norm, calibration=calibration, balance=args.balance,
-        auto_ptr_bits=args.ptr_bits is None, search_act_frac=args.act_frac is None,
-    )
+        layers = layers_from_npz(read_npz(args.npz), str(args.npz))
+        image, _ = export_model(layers, engine_for(layers, args.pes, **overrides), input_norm=None, calibration=None,
+                                balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
+                                search_act_frac=args.act_frac is None)
     write_image(image, args.out, formats=args.formats, huffman_max_len=args.huffman, force=args.force)
     e = image.engine
     print(f"EIE image for {e.n_pe} PEs in {args.out}: act_frac {e.act_frac}, weight_frac "

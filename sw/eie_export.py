@@ -322,6 +322,24 @@ def read_model_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
     return read_npz(npz_path), report
 
 
+def export_model_folder(folder, n_pe: int, *, balance: bool = False, **overrides) -> EieImage:
+    """The image of an ``eiex compress`` output folder: its input normalization folded in, and
+    ``act_frac`` (unless given) calibrated on the training split when the model was trained on the
+    bundled MNIST-5k. ``overrides``: engine parameters (``idx_bits``, ``act_bits``, ...)."""
+    from eiex.sw.data import load_dataset
+
+    arrays, report = read_model_folder(folder)
+    layers = layers_from_npz(arrays, str(Path(folder) / "compressed.npz"))
+    calibration = None
+    if report.get("dataset") == "mnist5k":
+        train = load_dataset("mnist5k").train.images
+        calibration = train.reshape(len(train), -1)
+    image, _ = export_model(layers, engine_for(layers, n_pe, **overrides), input_norm=report.get("input"),
+                            calibration=calibration, balance=balance, auto_ptr_bits=overrides.get("ptr_bits") is None,
+                            search_act_frac=overrides.get("act_frac") is None)
+    return image
+
+
 def engine_for(layers: list[FloatLayer], n_pe: int, **overrides) -> EngineParams:
     """Engine parameters for these layers: idx_bits from their distinct values unless given."""
     settings = {"n_pe": n_pe, "idx_bits": needed_idx_bits(layers), **{k: v for k, v in overrides.items() if v is not None}}

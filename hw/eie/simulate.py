@@ -8,14 +8,13 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from amaranth.sim import Simulator
 
 from eiex.hw.eie import golden
 from eiex.hw.eie.cycles import ideal_cycles
 from eiex.hw.eie.engine import EieEngine
 from eiex.hw.eie.loader import load_writes, memory_contents
 from eiex.hw.eie.params import HwParams
-from eiex.hw.stream_bench import receive, send
+from eiex.hw.stream_bench import Timed, receive, run_simulation, send
 from eiex.sw.eie_image import EieImage
 
 
@@ -28,13 +27,14 @@ def build(image: EieImage, hw: HwParams | None = None, queue_depth: int = 8,
 
 def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwParams | None = None,
              preload: bool = False, out_ready: float = 1.0, in_valid: float = 1.0, seed: int = 0,
-             vcd: str | None = None) -> tuple[np.ndarray, list[dict]]:
+             vcd: str | None = None, timing: dict | None = None) -> tuple[np.ndarray, list[dict]]:
     """Outputs ``(samples, rows_last)`` and one statistics dict per input vector (``cycles`` and
     ``compute_cycles`` as the engine counted them, ``ideal_cycles`` per the spec, section 10).
 
     ``out_ready`` / ``in_valid``: probability that the output is ready / an input is offered in a
     cycle (1.0: always), to exercise back-pressure and gaps. ``preload``: memories initialized at
-    elaboration instead of written through the load interface.
+    elaboration instead of written through the load interface. ``timing``: a dict to receive
+    ``sim_cycles`` (cycles simulated, load included) and ``sim_seconds`` (wall time).
     """
     a = golden.check_inputs(image, inputs)
     hw = hw or HwParams.for_image(image, queue_depth=queue_depth)
@@ -63,14 +63,11 @@ def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwPa
             await ctx.tick()  # the statistics registers update at the last transfer's edge
             stats.append({"cycles": ctx.get(dut.cycles), "compute_cycles": ctx.get(dut.compute_cycles),
                           "ideal_cycles": ideal_cycles(image, a[s])})
+        sim_cycles[0] = ctx.get(top.cycle)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(driver)
-    sim.add_testbench(monitor)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    top = Timed(dut)
+    sim_cycles = [0]
+    seconds = run_simulation(top, [driver, monitor], vcd)
+    if timing is not None:
+        timing.update(sim_cycles=sim_cycles[0], sim_seconds=seconds)
     return outputs, stats

@@ -10,22 +10,20 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from amaranth import Elaboratable, Module, Signal
-from amaranth.sim import Simulator
-
-from eiex.hw.stream_bench import receive, send
+from eiex.hw.stream_bench import Timed, receive, run_simulation, send
 from eiex.hw.xnor import golden
 from eiex.hw.xnor.engine import XnorEngine
 from eiex.hw.xnor.loader import engine_for, load_writes, memory_contents, pack_input
 
 
 def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float = 1.0, in_valid: float = 1.0,
-             seed: int = 0, vcd: str | None = None) -> tuple[np.ndarray, dict]:
+             seed: int = 0, vcd: str | None = None, timing: dict | None = None) -> tuple[np.ndarray, dict]:
     """Scores ``(images, M)`` and the run's statistics for input bits ``(images, K)`` (0/1).
 
     ``out_ready`` / ``in_valid``: probability that the output is ready / an input beat is offered
     in a cycle (1.0: always), to exercise back-pressure and gaps. ``preload``: memories initialized
-    at elaboration instead of written through the load interface.
+    at elaboration instead of written through the load interface. ``timing``: a dict to receive
+    ``sim_cycles`` (cycles simulated, load included) and ``sim_seconds`` (wall time).
     """
     bits = golden.check_bits(image, bits)
     dut = XnorEngine(engine_for(image), memory_contents(image) if preload else None)
@@ -53,32 +51,14 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
                 outputs[s, r] = await receive(ctx, dut.output, out_ready, rng_out)
             last_out.append(ctx.get(top.cycle))
         ctx.set(dut.output.ready, 0)
+        sim_cycles[0] = ctx.get(top.cycle)
 
-    top = _Timed(dut)
-    sim = Simulator(top)
-    sim.add_clock(1e-6)
-    sim.add_testbench(driver)
-    sim.add_testbench(monitor)
-    if vcd:
-        with sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
+    top = Timed(dut)
+    sim_cycles = [0]
+    seconds = run_simulation(top, [driver, monitor], vcd)
+    if timing is not None:
+        timing.update(sim_cycles=sim_cycles[0], sim_seconds=seconds)
     return outputs, statistics(image, first_in, last_out)
-
-
-class _Timed(Elaboratable):
-    """The engine beside a free-running cycle counter, the testbench's clock for timestamps."""
-
-    def __init__(self, dut):
-        self.dut = dut
-        self.cycle = Signal(32)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = self.dut
-        m.d.sync += self.cycle.eq(self.cycle + 1)
-        return m
 
 
 def statistics(image, first_in: list[int], last_out: list[int]) -> dict:

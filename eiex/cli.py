@@ -146,26 +146,31 @@ def _describe_folding(layers) -> str:
                       for layer in layers) + f"; {lanes} lanes")
 
 
-def cmd_verilog_xnor(args) -> int:
-    from eiex.hw.xnor.loader import engine_for, engine_for_sizes, memory_contents
-    from eiex.hw.xnor.verilog import to_verilog
-    from eiex.sw.atomic import atomic_write
+def _xnor_engine(args):
+    """(image or None, layer geometry) from ``--images`` or from ``--layers`` and the folding options."""
+    from eiex.hw.xnor.loader import engine_for, engine_for_sizes
 
     if (args.images is None) == (args.layers is None):
         raise EiexError("give either --images or --layers (engine parameters)")
-    if args.images is not None:
-        from eiex.sw.xnor_files import load_image
+    if args.images is None:
+        return None, engine_for_sizes(args.layers, args.pe, args.simd, args.target_interval, args.thr_bits)
+    from eiex.sw.xnor_files import load_image
 
-        if args.pe or args.simd or args.target_interval or args.thr_bits:
-            raise EiexError("--pe, --simd, --target-interval and --thr-bits go with --layers; an image fixes them")
-        image = load_image(args.images)
-        layers = engine_for(image)
-        init = memory_contents(image) if args.preload else None
-    else:
-        if args.preload:
-            raise EiexError("--preload needs --images: the memories are initialized from an image")
-        layers = engine_for_sizes(args.layers, args.pe, args.simd, args.target_interval, args.thr_bits)
-        init = None
+    if args.pe or args.simd or args.target_interval or args.thr_bits:
+        raise EiexError("--pe, --simd, --target-interval and --thr-bits go with --layers; an image fixes them")
+    image = load_image(args.images)
+    return image, engine_for(image)
+
+
+def cmd_verilog_xnor(args) -> int:
+    from eiex.hw.xnor.loader import memory_contents
+    from eiex.hw.xnor.verilog import to_verilog
+    from eiex.sw.atomic import atomic_write
+
+    if args.preload and args.images is None:
+        raise EiexError("--preload needs --images: the memories are initialized from an image")
+    image, layers = _xnor_engine(args)
+    init = memory_contents(image) if args.preload else None
     atomic_write(args.output, to_verilog(layers, init=init).encode())
     print(f"wrote {args.output}: XNOR engine, {_describe_folding(layers)}"
           f"{', memories initialized from ' + str(args.images) if init else ''}")
@@ -267,6 +272,40 @@ def cmd_sim_xnor(args) -> int:
     print(f"{len(bits)} input vectors on the {args.sim} simulator: {interval}outputs in {args.out}; "
           f"golden model {'agrees' if matches else 'DISAGREES'}")
     return 0 if matches else 1
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    from eiex.sim.synth import TARGETS
+
+    targets = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not targets or any(t not in TARGETS for t in targets):
+        raise argparse.ArgumentTypeError(f"targets must be a comma list of {','.join(TARGETS)}, not {text!r}")
+    return targets
+
+
+def cmd_synth_xnor(args) -> int:
+    import json
+
+    from eiex.sim.synth import xnor_resources
+    from eiex.sw.atomic import atomic_write
+
+    _, layers = _xnor_engine(args)
+    print(f"XNOR engine: {_describe_folding(layers)}")
+    results = []
+    for target in args.targets:
+        for datapath_only in (False, True):
+            _log(f"synthesizing {'the MVTUs' if datapath_only else 'the engine'} for {target}")
+            r = xnor_resources(layers, target, datapath_only=datapath_only)
+            r.pop("units", None)
+            results.append({**r, "part": "mvtus" if datapath_only else "engine"})
+            print(f"{target:<7} {'MVTUs only' if datapath_only else 'whole engine':<13} "
+                  f"LUTs {r['luts']:>7,}  FFs {r['ffs']:>7,}  BRAM {r['bram']:>5}  LUTRAM {r['lutram']:>5}  "
+                  f"DSP {r['dsp']}  {r['luts_per_lane']:.2f} LUTs per lane (FINN-R: {r['finn_r_luts_per_lane']})  "
+                  f"{r['seconds']:.0f} s")
+    if args.json is not None:
+        record = {"layers": [vars(g) for g in layers], "results": results}
+        atomic_write(args.json, (json.dumps(record, indent=2) + "\n").encode())
+    return 0
 
 
 def cmd_bench_eie_balance(args) -> int:
@@ -421,6 +460,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim", choices=["amaranth"], default="amaranth",
                    help="simulator (Verilator and Icarus come with the cocotb benches)")
     p.set_defaults(func=cmd_sim_xnor)
+
+    p = sub.add_parser("synth", help="FPGA resource estimate from Yosys synthesis")
+    engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
+    p = engines.add_parser("xnor", help="the XNOR binary engine: whole engine and MVTUs, LUTs per lane")
+    p.add_argument("--images", type=Path, help="an XNOR image folder (its folding)")
+    p.add_argument("--layers", type=_int_list, help="without --images: layer sizes, inputs first (784,512,512,10)")
+    _folding_args(p)
+    p.add_argument("--thr-bits", type=_int_list, help="with --layers: threshold width per hidden layer")
+    p.add_argument("--targets", type=_targets, default=("ice40", "xilinx"), help="ice40,xilinx (default both)")
+    p.add_argument("--json", type=Path, help="also write the counts to this JSON file")
+    p.set_defaults(func=cmd_synth_xnor)
 
     p = sub.add_parser("bench", help="measurements")
     benches = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)

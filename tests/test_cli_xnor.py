@@ -117,6 +117,8 @@ def test_verilog_from_an_image_and_from_engine_parameters(tiny_npz, tmp_path, ca
       "--out", "{tmp}/o"], "take 78 cycles, more than the target interval 10"),
     (["export", "xnor", "--npz", "{nan}", "--out", "{tmp}/o"], "scale contains NaN or infinite values"),
     (["verilog", "xnor", "-o", "{tmp}/a.v"], "give either --images or --layers"),
+    (["synth", "xnor", "--images", "{tmp}/none", "--layers", "8,4", "--json", "{tmp}/s.json"],
+     "give either --images or --layers"),
     (["verilog", "xnor", "--layers", "784", "-o", "{tmp}/a.v"], "layer sizes must be at least two"),
     (["verilog", "xnor", "--layers", "8,4,2", "--thr-bits", "99", "-o", "{tmp}/a.v"], "thr_bits must be an integer"),
     (["verilog", "xnor", "--layers", "8,4,2", "--preload", "-o", "{tmp}/a.v"], "--preload needs --images"),
@@ -142,6 +144,7 @@ def test_xnor_commands_fail_in_one_line_and_write_nothing(tmp_path, tiny_npz, ar
     (["export", "xnor", "--npz", "w.npz", "--pe", "4,0", "--out", "o"], "expected a comma list of positive integers"),
     (["binarize", "--model", "bnn-mlp", "--hidden", "64,x", "--out", "o"], "expected a comma list of positive integers"),
     (["binarize", "--model", "bnn-mlp", "--mode", "binaryconnect", "--out", "o"], "invalid choice: 'binaryconnect'"),
+    (["synth", "xnor", "--layers", "16,8,4", "--targets", "ecp5"], "targets must be a comma list of ice40,xilinx"),
 ])
 def test_bad_command_lines_exit_2_in_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -174,3 +177,15 @@ def test_sim_rejects_bad_inputs_and_tampered_images(tiny_npz, tmp_path, capsys):
     assert main(sim) == 1
     one_line_error(capsys, "l0.pe0.weights.hex")
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_synth_reports_luts_per_lane_for_engine_and_mvtus(tmp_path, capsys):
+    out = tmp_path / "synth.json"
+    assert main(["synth", "xnor", "--layers", "16,8,4", "--pe", "2,2", "--simd", "4,4", "--targets", "ice40",
+                 "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    engine, mvtus = record["results"]
+    assert (engine["part"], mvtus["part"]) == ("engine", "mvtus")
+    assert engine["lanes"] == mvtus["lanes"] == 16
+    assert 0 < mvtus["luts"] < engine["luts"] and engine["luts_per_lane"] == engine["luts"] / 16
+    assert "LUTs per lane (FINN-R: 6.6)" in capsys.readouterr().out

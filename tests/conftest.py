@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 
 from eiex.sw.data import InputNorm, load_dataset
@@ -20,4 +22,27 @@ def binarized_bnn(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("binarize") / "bnn"
     assert main(["binarize", "--model", "bnn-mlp", "--out", str(out)]) == 0
+    return out
+
+
+@functools.cache
+def _compressed(model):
+    from eiex.sw.compress import compress
+
+    return compress(model, seed=0, log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def compressed():
+    """``compressed(model)``: the built-in recipe's result on MNIST-5k, seed 0, computed once per session."""
+    return _compressed
+
+
+@pytest.fixture(scope="session")
+def compressed_lenet300(tmp_path_factory):
+    """The compressed LeNet-300-100 written as an `eiex compress` output folder."""
+    from eiex.sw.compress import write_outputs
+
+    out = tmp_path_factory.mktemp("compress") / "lenet300"
+    write_outputs(_compressed("lenet300"), out)
     return out

@@ -9,7 +9,6 @@ interval.
 Seeded and deterministic, so a change that costs accuracy, size or cycles fails here.
 """
 
-import functools
 import json
 
 import numpy as np
@@ -19,7 +18,6 @@ from eiex.cli import main
 from eiex.hw.eie import golden
 from eiex.hw.eie.cycles import engine_cycles, pipeline_latency
 from eiex.hw.eie.params import HwParams
-from eiex.sw.compress import compress
 from eiex.sw.data import load_dataset
 from eiex.hw.xnor import golden as xnor_golden
 from eiex.hw.xnor.cycles import pipeline_cycles
@@ -29,13 +27,8 @@ from eiex.sw.eie_export import engine_for, export_model, float_forward, layers_f
 from eiex.sw.xnor_files import load_image as load_xnor_image
 
 
-@functools.cache
-def compressed(model):
-    return compress(model, seed=0, log=lambda message: None)
-
-
 @pytest.mark.parametrize("model, ratio", [("lenet300", 40.0), ("lenet5", 39.0)])
-def test_builtin_recipe_meets_target(model, ratio):
+def test_builtin_recipe_meets_target(compressed, model, ratio):
     report = compressed(model).report
     assert report["compression_ratio"] >= ratio
     assert report["compressed_accuracy"] >= report["dense_accuracy"] - 0.005
@@ -43,7 +36,7 @@ def test_builtin_recipe_meets_target(model, ratio):
 
 
 @pytest.mark.parametrize("balance", [False, True])
-def test_eie_runs_compressed_lenet300_near_ideal_cycles(balance):
+def test_eie_runs_compressed_lenet300_near_ideal_cycles(compressed, balance):
     result = compressed("lenet300")
     layers = layers_from_npz(result.compressed, "lenet300")
     data = load_dataset("mnist5k")

@@ -8,6 +8,9 @@ from pathlib import Path
 
 from eiex.sw.binarize import DEFAULT_HIDDEN, DEFAULT_MODE, DEFAULT_THREADS, FOLDABLE_MODES
 from eiex.sw.binarize import MODELS as BINARY_MODELS
+from eiex.sim.demo import QUICK_DIGITS
+
+SIMULATORS = ("amaranth", "verilator", "icarus")
 from eiex.sw.data import DATASETS
 from eiex.sw.errors import EiexError
 from eiex.sw.memfiles import FORMATS
@@ -217,61 +220,64 @@ def _read_inputs(path: Path):
         raise EiexError(f"cannot read {path} as a .npy array: {e}") from None
 
 
-def cmd_sim_eie(args) -> int:
+def _simulate(engine: str, args):
+    """Run ``args.images`` on ``args.input`` on the chosen simulator; write Y.npy and S.json; compare
+    with the golden model."""
     import io
     import json
 
     import numpy as np
 
-    from eiex.hw.eie import golden
-    from eiex.hw.eie.simulate import simulate
     from eiex.sw.atomic import atomic_write
-    from eiex.sw.eie_files import load_image
 
-    image = load_image(args.images)
-    inputs = golden.check_inputs(image, _read_inputs(args.input))
-    outputs, stats = simulate(image, inputs, queue_depth=args.queue_depth)
+    if engine == "eie":
+        from eiex.hw.eie import golden
+        from eiex.sw.eie_files import load_image
+
+        image = load_image(args.images)
+        inputs = golden.check_inputs(image, _read_inputs(args.input))
+    else:
+        from eiex.hw.xnor import golden
+        from eiex.sw.xnor_files import load_image
+
+        image = load_image(args.images)
+        inputs = golden.check_bits(image, _read_inputs(args.input))
+    queue_depth = getattr(args, "queue_depth", 8)
+    if args.sim == "amaranth":
+        outputs, stats = _simulate_amaranth(engine, image, inputs, queue_depth)
+    else:
+        from eiex.sim.runner import simulate
+
+        outputs, stats = simulate(engine, image, inputs, simulator=args.sim, queue_depth=queue_depth)
     buffer = io.BytesIO()
     np.save(buffer, outputs)
     atomic_write(args.out, buffer.getvalue())
     if args.stats is not None:
-        keys = ("cycles", "compute_cycles", "ideal_cycles")
-        total = {k: int(sum(s[k] for s in stats)) for k in keys}
-        record = {"simulator": args.sim, "samples": [{k: int(s[k]) for k in keys} for s in stats], "total": total}
-        atomic_write(args.stats, (json.dumps(record, indent=2) + "\n").encode())
+        atomic_write(args.stats, (json.dumps(stats, indent=2) + "\n").encode())
     matches = bool(np.array_equal(outputs, golden.run(image, inputs)))
-    print(f"{len(inputs)} input vectors on the {args.sim} simulator: outputs in {args.out}; "
-          f"golden model {'agrees' if matches else 'DISAGREES'}")
+    interval = f"interval {stats['interval']} cycles (ideal {stats['ideal_interval']}); " if stats.get("interval") else ""
+    print(f"{len(inputs)} input vectors on {args.sim}: {interval}{stats['cycles_per_second']:,.0f} simulated "
+          f"cycles/s; outputs in {args.out}; golden model {'agrees' if matches else 'DISAGREES'}")
     return 0 if matches else 1
 
 
-def cmd_sim_xnor(args) -> int:
-    import io
-    import json
+def _simulate_amaranth(engine: str, image, inputs, queue_depth: int):
+    """Amaranth's simulator, with the statistics shaped as the cocotb runner's."""
+    timing = {}
+    if engine == "eie":
+        from eiex.hw.eie.simulate import simulate
 
-    import numpy as np
+        outputs, samples = simulate(image, inputs, queue_depth=queue_depth, timing=timing)
+        samples = [{k: int(v) for k, v in s.items()} for s in samples]
+        stats = {"samples": samples, "total": {k: sum(s[k] for s in samples) for k in samples[0]}}
+    else:
+        from eiex.hw.xnor.simulate import simulate
 
-    from eiex.hw.xnor import golden
-    from eiex.hw.xnor.simulate import simulate
-    from eiex.sw.atomic import atomic_write
-    from eiex.sw.xnor_files import load_image
-
-    image = load_image(args.images)
-    bits = golden.check_bits(image, _read_inputs(args.input))
-    outputs, stats = simulate(image, bits)
-    buffer = io.BytesIO()
-    np.save(buffer, outputs)
-    atomic_write(args.out, buffer.getvalue())
-    if args.stats is not None:
-        record = {"simulator": args.sim, "samples": [{"cycles": c} for c in stats["cycles"]],
-                  "total": {"cycles": sum(stats["cycles"])}, "interval": stats["interval"],
-                  "intervals": stats["intervals"], "ideal_interval": stats["ideal_interval"]}
-        atomic_write(args.stats, (json.dumps(record, indent=2) + "\n").encode())
-    matches = bool(np.array_equal(outputs, golden.run(image, bits)))
-    interval = "" if stats["interval"] is None else f"interval {stats['interval']} cycles (ideal {stats['ideal_interval']}); "
-    print(f"{len(bits)} input vectors on the {args.sim} simulator: {interval}outputs in {args.out}; "
-          f"golden model {'agrees' if matches else 'DISAGREES'}")
-    return 0 if matches else 1
+        outputs, figures = simulate(image, inputs, timing=timing)
+        stats = {"samples": [{"cycles": c} for c in figures["cycles"]], "total": {"cycles": sum(figures["cycles"])},
+                 **figures}
+    return outputs, {**stats, "simulator": "amaranth", "engine": engine, **timing,
+                     "cycles_per_second": timing["sim_cycles"] / timing["sim_seconds"]}
 
 
 def _targets(text: str) -> tuple[str, ...]:
@@ -334,25 +340,10 @@ def cmd_bench_eie_balance(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from eiex.sw.atomic import atomic_output_dir, check_output_dir
-    from eiex.sw.compress import compress, write_outputs
+    from eiex.sim.demo import run_demo, summary_table
 
-    check_output_dir(args.out, args.force)
-    models = ["lenet300"] if args.quick else ["lenet300", "lenet5"]
-    results = {}
-    for name in models:
-        _log(f"== compressing {name} on MNIST-5k")
-        results[name] = compress(name, "mnist5k", seed=args.seed, log=_log)
-    with atomic_output_dir(args.out, args.force) as folder:
-        for name, result in results.items():
-            (folder / name).mkdir()
-            write_outputs(result, folder / name)
-    print(f"\n{'model':<10} {'dense':>7} {'compressed':>11} {'ratio':>7} {'kept':>6} {'seconds':>8}")
-    for name, result in results.items():
-        r = result.report
-        print(f"{name:<10} {r['dense_accuracy']:>7.2%} {r['compressed_accuracy']:>11.2%} "
-              f"{r['compression_ratio']:>6.1f}x {r['kept_fraction']:>6.1%} {r['seconds']['total']:>8.0f}")
-    print(f"\nreports, npz files and plots in {args.out}/<model>/")
+    summary = run_demo(args.out, quick=args.quick, seed=args.seed, force=args.force, simulator=args.sim, log=_log)
+    print("\n" + summary_table(summary, args.out))
     return 0
 
 
@@ -448,18 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, required=True, help="X.npy: (samples, inputs) integers in act_bits fixed point")
     p.add_argument("--out", type=Path, required=True, help="Y.npy to write: (samples, outputs) integers")
     p.add_argument("--stats", type=Path, help="S.json to write: cycles, compute_cycles, ideal_cycles")
-    p.add_argument("--sim", choices=["amaranth"], default="amaranth",
-                   help="simulator (Verilator and Icarus come with the cocotb benches)")
+    p.add_argument("--sim", choices=SIMULATORS, default="amaranth",
+                   help="Amaranth's simulator, or the generated Verilog under cocotb (default amaranth)")
     p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
-    p.set_defaults(func=cmd_sim_eie)
+    p.set_defaults(func=lambda args: _simulate("eie", args))
     p = engines.add_parser("xnor", help="the XNOR binary engine")
     p.add_argument("--images", type=Path, required=True, help="an XNOR image folder")
     p.add_argument("--input", type=Path, required=True, help="X.npy: (samples, inputs) bits, 0 or 1")
     p.add_argument("--out", type=Path, required=True, help="Y.npy to write: (samples, outputs) scores 2*acc - K")
     p.add_argument("--stats", type=Path, help="S.json to write: cycles per image, interval, ideal_interval")
-    p.add_argument("--sim", choices=["amaranth"], default="amaranth",
-                   help="simulator (Verilator and Icarus come with the cocotb benches)")
-    p.set_defaults(func=cmd_sim_xnor)
+    p.add_argument("--sim", choices=SIMULATORS, default="amaranth",
+                   help="Amaranth's simulator, or the generated Verilog under cocotb (default amaranth)")
+    p.set_defaults(func=lambda args: _simulate("xnor", args))
 
     p = sub.add_parser("synth", help="FPGA resource estimate from Yosys synthesis")
     engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
@@ -485,7 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job end to end on the bundled MNIST subset")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
-    p.add_argument("--quick", action="store_true", help="LeNet-300-100 only")
+    p.add_argument("--quick", action="store_true",
+                   help=f"LeNet-300-100 only (no LeNet-5), and the first {QUICK_DIGITS} held-out digits on the RTL")
+    p.add_argument("--sim", choices=["verilator", "icarus"], default="verilator",
+                   help="simulator for the held-out digits (default verilator)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_demo)

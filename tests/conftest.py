@@ -44,5 +44,6 @@ def compressed_lenet300(tmp_path_factory):
     from eiex.sw.compress import write_outputs
 
     out = tmp_path_factory.mktemp("compress") / "lenet300"
+    out.mkdir()
     write_outputs(_compressed("lenet300"), out)
     return out

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from eiex.cli import main
+from eiex.hw.eie import golden as eie_golden
 from eiex.sw import plots
 from eiex.sw.data import InputNorm, load_dataset
 from eiex.sw.models import build_model
@@ -256,3 +258,20 @@ def test_sim_rejects_inputs_of_the_wrong_shape(compressed_run, tmp_path, capsys)
                  "--out", str(tmp_path / "y.npy")]) == 1
     assert "inputs must be shaped (samples, 784), not (2, 10)" in capsys.readouterr().err
     assert not (tmp_path / "y.npy").exists()
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog is not installed")
+def test_sim_eie_on_icarus_equals_amaranth(compressed_run, tmp_path):
+    image_dir = tmp_path / "img"
+    assert main(["export", "eie", "--model", str(compressed_run), "--pes", "2", "--out", str(image_dir)]) == 0
+    from eiex.sw.eie_files import load_image
+
+    x = eie_golden.quantize_input(load_image(image_dir), load_dataset("mnist5k").test.images[:1].reshape(1, -1))
+    np.save(tmp_path / "x.npy", x)
+    runs = {}
+    for sim in ("amaranth", "icarus"):
+        assert main(["sim", "eie", "--images", str(image_dir), "--input", str(tmp_path / "x.npy"), "--sim", sim,
+                     "--out", str(tmp_path / f"{sim}.npy"), "--stats", str(tmp_path / f"{sim}.json")]) == 0
+        runs[sim] = np.load(tmp_path / f"{sim}.npy"), json.loads((tmp_path / f"{sim}.json").read_text())
+    assert np.array_equal(runs["amaranth"][0], runs["icarus"][0])
+    assert runs["amaranth"][1]["samples"] == runs["icarus"][1]["samples"]

@@ -189,3 +189,18 @@ def test_synth_reports_luts_per_lane_for_engine_and_mvtus(tmp_path, capsys):
     assert engine["lanes"] == mvtus["lanes"] == 16
     assert 0 < mvtus["luts"] < engine["luts"] and engine["luts_per_lane"] == engine["luts"] / 16
     assert "LUTs per lane (FINN-R: 6.6)" in capsys.readouterr().out
+
+
+def test_sim_on_verilator_equals_amaranth(tiny_npz, tmp_path, capsys):
+    image_dir = tmp_path / "img"
+    assert main(["export", "xnor", "--npz", str(tiny_npz), "--pe", "4,2", "--simd", "5,4", "--out", str(image_dir)]) == 0
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).integers(0, 2, size=(5, 13)))
+    runs = {}
+    for sim in ("amaranth", "verilator"):
+        assert main(["sim", "xnor", "--images", str(image_dir), "--input", str(tmp_path / "x.npy"), "--sim", sim,
+                     "--out", str(tmp_path / f"{sim}.npy"), "--stats", str(tmp_path / f"{sim}.json")]) == 0
+        runs[sim] = np.load(tmp_path / f"{sim}.npy"), json.loads((tmp_path / f"{sim}.json").read_text())
+    assert np.array_equal(runs["amaranth"][0], runs["verilator"][0])
+    for key in ("samples", "total", "intervals", "ideal_interval"):
+        assert runs["amaranth"][1][key] == runs["verilator"][1][key]
+    assert runs["verilator"][1]["simulator"] == "verilator" and runs["verilator"][1]["cycles_per_second"] > 0

@@ -387,3 +387,24 @@ def test_gridded_optimal_with_data_in_few_cells():
     x = np.concatenate([np.zeros(100), np.full(100, 1e-9), [1.0]])
     result = km.gridded_optimal(x, 3, bins=16)
     assert result.inertia == optimal(x, 3).inertia
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 400), k=st.integers(2, 8), bins=st.integers(1, 64),
+       weighted=st.booleans())
+def test_gridded_optimal_never_beats_the_optimum_and_labels_are_nearest(seed, n, k, bins, weighted):
+    """The grid solves the exact problem restricted to grid boundaries: never below the optimum,
+    its inertia the true one of its labels, and every point with its nearest centroid."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_t(3, size=n) * rng.uniform(1e-3, 10)
+    w = rng.integers(0, 4, size=n).astype(float) if weighted else None
+    if w is not None and not w.any():
+        w[0] = 1.0
+    near = km.gridded_optimal(x, k, sample_weight=w, bins=bins)
+    exact = optimal(x, k, sample_weight=w)
+    weights = np.ones(n) if w is None else w
+    recomputed = float(np.sum(weights * (x - near.centroids[near.labels]) ** 2))
+    assert near.inertia == pytest.approx(recomputed, rel=1e-9, abs=1e-12)
+    assert near.inertia >= exact.inertia * (1 - 1e-9) - 1e-12
+    distance = np.abs(x[:, None] - near.centroids[None, :])
+    assert np.allclose(distance[np.arange(n), near.labels], distance.min(axis=1), rtol=0, atol=1e-12)

@@ -11,6 +11,10 @@ from eiex.sw.binarize import MODELS as BINARY_MODELS
 from eiex.sim.demo import QUICK_DIGITS
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
+#: what `eiex bench` prints and its JSON holds at least (issue 6)
+HEADLINE_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn",
+                 "eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "verilator_vs_amaranth_speed",
+                 "xnor_luts_per_lane")
 from eiex.sw.data import DATASETS
 from eiex.sw.errors import EiexError
 from eiex.sw.memfiles import FORMATS
@@ -314,6 +318,38 @@ def cmd_synth_xnor(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """The whole bench: fc6-scale compression, EIE sweeps, XNOR intervals, simulator speeds, resources."""
+    import json
+
+    from eiex.sim.bench import run_bench
+    from eiex.sim.bench_fc6 import run_fc6
+    from eiex.sw.atomic import atomic_output_dir, atomic_write, check_output_dir
+
+    check_output_dir(args.out, args.force)
+    with atomic_output_dir(args.out, args.force) as folder:
+        lenet300 = args.model
+        if lenet300 is None:
+            from eiex.sw.compress import compress, write_outputs
+
+            _log("== compressing lenet300 on MNIST-5k (seed 0; --model DIR reuses a compress output)")
+            lenet300 = folder / "lenet300"
+            lenet300.mkdir()
+            write_outputs(compress("lenet300", "mnist5k", seed=0, log=_log), lenet300)
+        _log("== fc6-sized layer: prune, share, encode for 64 PEs, Huffman-code, write; beside scikit-learn "
+             "and plain-Python Huffman")
+        fc6 = run_fc6(out=folder / "fc6_image", log=_log)
+        result = run_bench(args.quick, lenet300, folder, log=_log, fc6_compression=fc6)  # writes bench.json
+    if args.json is not None:
+        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
+    width = max(len(k) for k in HEADLINE_KEYS)
+    for key in HEADLINE_KEYS:
+        value = result[key]
+        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    print(f"plots and bench.json in {args.out}/")
+    return 0
+
+
 def cmd_bench_eie_balance(args) -> int:
     from eiex.sim.eie_balance import balance_curves, write_curves
     from eiex.sw.atomic import atomic_output_dir, check_output_dir
@@ -463,8 +499,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the counts to this JSON file")
     p.set_defaults(func=cmd_synth_xnor)
 
-    p = sub.add_parser("bench", help="measurements")
-    benches = p.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    p = sub.add_parser("bench", help="measurements: eiex bench [--quick] [--json FILE], or one bench by name")
+    p.add_argument("--quick", action="store_true", help="the short run (within 5 minutes): no full sweeps")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--model", type=Path, help="an eiex compress --model lenet300 output folder (default: compress one)")
+    p.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_bench)
+    benches = p.add_subparsers(dest="bench", required=False, parser_class=_Parser)
     p = benches.add_parser("eie-balance", help="EIE load efficiency vs queue depth and PE count (paper Fig. 11, 13)")
     p.add_argument("--model", type=Path, required=True, help="an eiex compress output folder (an MLP)")
     p.add_argument("--samples", type=int, default=20, help="held-out digits to average over (default 20)")

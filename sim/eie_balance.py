@@ -29,6 +29,7 @@ from eiex.sw.eie_export import engine_for, export_model, layers_from_npz, read_m
 
 QUEUE_DEPTHS = (1, 2, 4, 8, 16, 32)
 PE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
+RTL_SIMULATORS = ("amaranth", "verilator", "icarus")
 
 
 def efficiency(image, inputs: np.ndarray, queue_depth: int) -> dict:
@@ -44,13 +45,24 @@ def efficiency(image, inputs: np.ndarray, queue_depth: int) -> dict:
             "compute_cycles": float(compute.mean()), "ideal_cycles": float(ideal.mean()), "latency": latency}
 
 
-def rtl_spot_check(image, inputs: np.ndarray, queue_depth: int) -> list[dict]:
-    """The RTL's compute_cycles (Amaranth simulator) beside the cycle model's, input by input; a
-    difference is an error, since the curves stand on the model being exact."""
-    from eiex.hw.eie.simulate import simulate
+def rtl_spot_check(image, inputs: np.ndarray, queue_depth: int, simulator: str = "amaranth") -> list[dict]:
+    """The RTL's compute_cycles beside the cycle model's, input by input; a difference is an error,
+    since the curves stand on the model being exact.
 
+    ``simulator``: ``"amaranth"`` (Amaranth's simulator) or ``"verilator"`` / ``"icarus"`` (the
+    generated Verilog under cocotb, :func:`eiex.sim.runner.simulate`; much faster on many inputs)."""
+    if simulator not in RTL_SIMULATORS:
+        raise EiexError(f"simulator must be one of {', '.join(RTL_SIMULATORS)}, not {simulator!r}")
     hw = HwParams.for_image(image, queue_depth=queue_depth)
-    _, stats = simulate(image, inputs, hw=hw)
+    if simulator == "amaranth":
+        from eiex.hw.eie.simulate import simulate
+
+        _, stats = simulate(image, inputs, hw=hw)
+    else:
+        from eiex.sim.runner import simulate
+
+        _, run = simulate("eie", image, inputs, simulator=simulator, queue_depth=queue_depth)
+        stats = run["samples"]
     checks = []
     for i, measured in enumerate(stats):
         predicted = engine_cycles(image, inputs[i:i + 1], hw)["compute_cycles"]
@@ -61,41 +73,87 @@ def rtl_spot_check(image, inputs: np.ndarray, queue_depth: int) -> list[dict]:
     return checks
 
 
-def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, default_depth: int = 8,
-                   rtl_samples: int = 2) -> dict:
-    """Both sweeps, with and without row permutation, on the first ``samples`` held-out digits;
-    the first ``rtl_samples`` of them also run on the RTL at the default configuration."""
+def sweep(image_for, default_pes: int = 8, default_depth: int = 8, pe_counts=PE_COUNTS,
+          queue_depths=QUEUE_DEPTHS, balances=(False, True), check=None) -> tuple[list[dict], list[dict]]:
+    """Both sweeps of one model: rows of :func:`efficiency` and the RTL checks.
+
+    Parameters
+    ----------
+    image_for : callable
+        ``image_for(n_pe, balance) -> (image, inputs)``: the image at ``n_pe`` PEs, rows permuted
+        or not, and the input vectors in its fixed point.
+    default_pes, default_depth : int
+        The PE count of the queue-depth sweep and the queue depth of the PE sweep.
+    check : callable or None
+        ``check(image, inputs, queue_depth) -> list of dicts`` (such as :func:`rtl_spot_check`),
+        called once per row order at the default configuration.
+    """
+    rows, checks = [], []
+    for balance in balances:
+        default = image_for(default_pes, balance)
+        if check is not None:
+            checks += [{"pes": default_pes, "queue_depth": default_depth, "balance": balance, **c}
+                       for c in check(*default, default_depth)]
+        for depth in queue_depths:
+            rows.append({"sweep": "queue_depth", "pes": default_pes, "queue_depth": depth, "balance": balance,
+                         **efficiency(*default, depth)})
+        for n_pe in pe_counts:
+            image, inputs = default if n_pe == default_pes else image_for(n_pe, balance)
+            rows.append({"sweep": "pes", "pes": n_pe, "queue_depth": default_depth, "balance": balance,
+                         **efficiency(image, inputs, default_depth)})
+    return rows, checks
+
+
+def held_out_digits(samples: int, spread: bool = False) -> np.ndarray:
+    """Raw pixels ``(samples, 784)`` of MNIST-5k held-out digits: the first ``samples``, or with
+    ``spread`` every ``1000 / samples``-th (the split is sorted by class, so the first digits are
+    all zeros)."""
+    test = load_dataset("mnist5k").test
+    raw = test.images.reshape(len(test), -1)
+    if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or not 1 <= samples <= len(raw):
+        raise EiexError(f"samples must be between 1 and the {len(raw)} held-out digits, not {samples!r}")
+    return raw[np.arange(samples) * len(raw) // samples] if spread else raw[:samples]
+
+
+def model_images(model_dir: Path, default_pes: int = 8):
+    """``image_for(n_pe, balance, raw) -> (image, quantized raw)`` for an ``eiex compress`` folder
+    of an MLP trained on MNIST-5k, and the model's name and ``act_frac``. ``act_frac`` is calibrated
+    once on the training split, at ``default_pes`` PEs without row permutation; every other
+    configuration reuses it."""
     arrays, report = read_model_folder(model_dir)
-    layers = layers_from_npz(arrays, str(model_dir / "compressed.npz"))
+    layers = layers_from_npz(arrays, str(Path(model_dir) / "compressed.npz"))
     if report.get("dataset") != "mnist5k":
         raise EiexError("balance curves run on the MNIST-5k held-out digits; compress on --dataset mnist5k")
     dataset = load_dataset("mnist5k")
-    raw = dataset.test.images.reshape(len(dataset.test), -1)[:samples]
     calibration = dataset.train.images.reshape(len(dataset.train), -1)
-    # act_frac is calibrated once; every other configuration reuses it
     _, info = export_model(layers, engine_for(layers, default_pes), input_norm=report["input"],
                            calibration=calibration, balance=False, auto_ptr_bits=True)
 
-    def image_for(n_pe, balance):
+    def image_for(n_pe, balance, raw):
         params = replace(engine_for(layers, n_pe), act_frac=info["act_frac"])
         image, _ = export_model(layers, params, input_norm=report["input"], calibration=calibration,
                                 balance=balance, auto_ptr_bits=True, search_act_frac=False)
         return image, golden.quantize_input(image, raw)
 
-    rows, rtl_checks = [], []
-    for balance in (False, True):
-        image, inputs = image_for(default_pes, balance)
-        if rtl_samples:
-            rtl_checks += [{"pes": default_pes, "queue_depth": default_depth, "balance": balance, **check}
-                           for check in rtl_spot_check(image, inputs[:rtl_samples], default_depth)]
-        for depth in QUEUE_DEPTHS:
-            rows.append({"sweep": "queue_depth", "pes": default_pes, "queue_depth": depth, "balance": balance,
-                         **efficiency(image, inputs, depth)})
-        for n_pe in PE_COUNTS:
-            image, inputs = image_for(n_pe, balance)
-            rows.append({"sweep": "pes", "pes": n_pe, "queue_depth": default_depth, "balance": balance,
-                         **efficiency(image, inputs, default_depth)})
-    return {"model": report["model"], "samples": samples, "act_frac": info["act_frac"], "rows": rows,
+    return image_for, {"model": report["model"], "act_frac": info["act_frac"]}
+
+
+def balance_curves(model_dir: Path, samples: int = 20, default_pes: int = 8, default_depth: int = 8,
+                   rtl_samples: int = 2, *, spread: bool = False, simulator: str = "amaranth",
+                   pe_counts=PE_COUNTS, queue_depths=QUEUE_DEPTHS) -> dict:
+    """Both sweeps, with and without row permutation, on ``samples`` held-out digits (the first
+    ones, or with ``spread`` spread over the split); the first ``rtl_samples`` of them also run on
+    the RTL (``simulator``, see :func:`rtl_spot_check`) at the default configuration."""
+    model_image, info = model_images(Path(model_dir), default_pes)
+    raw = held_out_digits(samples, spread)
+    check = None
+    if rtl_samples:
+        def check(image, inputs, depth):
+            return rtl_spot_check(image, inputs[:rtl_samples], depth, simulator=simulator)
+
+    rows, rtl_checks = sweep(lambda n_pe, balance: model_image(n_pe, balance, raw), default_pes, default_depth,
+                             pe_counts, queue_depths, check=check)
+    return {"model": info["model"], "samples": samples, "act_frac": info["act_frac"], "rows": rows,
             "rtl_checks": rtl_checks}
 
 

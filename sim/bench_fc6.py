@@ -134,8 +134,10 @@ class _Meter:
         return process_peak_bytes()
 
     def process_peak_bytes(self) -> int:
-        """The process's peak resident memory since it started, across the resets."""
-        return max(self._earlier_peak, process_peak_bytes())
+        """The process's peak resident memory since it started, across the resets (``ru_maxrss``
+        and ``VmHWM`` are sampled apart by the kernel, so the stages' own peaks count too)."""
+        stage_peaks = (round(stage["peak_gb"] * GB) for stage in self.stages.values())
+        return max(self._earlier_peak, process_peak_bytes(), *stage_peaks)
 
     @contextmanager
     def stage(self, name: str, log):

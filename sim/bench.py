@@ -157,29 +157,18 @@ def _quiet(message: str) -> None:
 
 # ---- EIE: the fc6-sized layer ------------------------------------------------------------------
 
-def prune_by_magnitude(weight: np.ndarray, kept: float) -> np.ndarray:
-    """``weight`` with all but its ``kept`` fraction of largest magnitudes set to 0, in place."""
-    if not 0 < kept <= 1:
-        raise EiexError(f"the kept fraction must lie in (0, 1], not {kept!r}")
-    magnitude = np.abs(weight)
-    drop = weight.size - max(1, round(kept * weight.size))
-    if drop:
-        threshold = np.partition(magnitude.ravel(), drop)[drop]
-        weight[magnitude < threshold] = 0
-    return weight
-
-
 def fc6_layer(cols: int = FC6_COLS, seed: int = 0):
     """The fc6-sized layer ``(4096, cols)`` of ``fc6_weights(seed)``, pruned to 9% by magnitude and
     shared as 15 values plus 0, as an exporter :class:`~eiex.sw.eie_export.FloatLayer` (ReLU, no
     bias)."""
-    from eiex.sim.bench_fc6 import fc6_weights
+    from eiex.sim.bench_fc6 import fc6_weights, prune_in_place
     from eiex.sw.eie_export import FloatLayer
     from eiex.sw.sharing import share_layer
 
     if isinstance(cols, bool) or not isinstance(cols, int) or not 1 <= cols <= FC6_COLS:
         raise EiexError(f"fc6 columns must be an integer from 1 to {FC6_COLS}, not {cols!r}")
-    weight = prune_by_magnitude(fc6_weights(seed, FC6_ROWS, cols), FC6_KEPT)
+    weight = fc6_weights(seed, FC6_ROWS, cols)
+    prune_in_place(weight, FC6_KEPT)
     shared = share_layer(weight, FC6_CODE_BITS, "optimal")
     return FloatLayer(shared.weights(), np.zeros(FC6_ROWS), True, "fc6")
 

@@ -11,7 +11,7 @@ import pytest
 import eiex.sim.bench as bench
 import eiex.sim.eie_balance as eie_balance
 from eiex.hw.eie import golden
-from eiex.sim.bench_fc6 import fc6_weights
+from eiex.sim.bench_fc6 import fc6_weights, prune_in_place
 from eiex.sim.lint import have_verilator
 from eiex.sim.runner import CACHE_ENV
 from eiex.sw.eie_export import FloatLayer, balanced_row_order
@@ -32,14 +32,10 @@ def sim_cache(tmp_path_factory, monkeypatch):
 def small_layer(rows=20, cols=30, kept=0.3, seed=3):
     """A random layer pruned by magnitude and shared as 7 values plus 0."""
     w = np.random.default_rng(seed).normal(size=(rows, cols)).astype(np.float32)
-    shared = share_layer(bench.prune_by_magnitude(w, kept), 3, "optimal")
+    prune_in_place(w, kept)
+    shared = share_layer(w, 3, "optimal")
     return FloatLayer(shared.weights(), np.zeros(rows), True, "small")
 
-
-def test_prune_by_magnitude_keeps_the_largest():
-    w = np.array([[0.5, -3.0, 0.1], [2.0, -0.2, 1.0]], dtype=np.float32)
-    assert np.array_equal(bench.prune_by_magnitude(w.copy(), 0.5), [[0, -3.0, 0], [2.0, 0, 1.0]])
-    assert np.array_equal(bench.prune_by_magnitude(w.copy(), 1.0), w)
 
 
 def test_fc6_layer_is_pruned_to_9_percent_and_shared_in_16_values():
@@ -221,7 +217,6 @@ def test_run_bench_gathers_headlines_plots_and_json(monkeypatch, tmp_path):
     (lambda tmp: bench.run_bench(True, tmp, __file__), "exists and is not a folder"),
     (lambda tmp: bench.fc6_layer(0), "fc6 columns must be an integer from 1 to 9216, not 0"),
     (lambda tmp: bench.relu_inputs(2, 10, density=1.0), r"activation density must lie in \(0, 1\), not 1.0"),
-    (lambda tmp: bench.prune_by_magnitude(np.ones(4), 0), r"kept fraction must lie in \(0, 1\], not 0"),
     (lambda tmp: eie_balance.held_out_digits(0), "samples must be between 1 and the 1000 held-out digits, not 0"),
     (lambda tmp: eie_balance.rtl_spot_check(None, None, 8, simulator="modelsim"),
      "simulator must be one of amaranth, verilator, icarus, not 'modelsim'"),

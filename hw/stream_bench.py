@@ -25,19 +25,33 @@ class Timed(Elaboratable):
         return m
 
 
-def run_simulation(top, testbenches, vcd: str | None = None) -> float:
-    """Simulate ``top`` with a 1 MHz ``sync`` clock and these testbenches; returns the wall seconds."""
+def run_timed(dut, driver, monitor, vcd: str | None = None, timing: dict | None = None) -> None:
+    """Simulate ``dut`` beside a :class:`Timed` counter with a 1 MHz ``sync`` clock; ``driver`` and
+    ``monitor`` are testbenches taking ``(ctx, top)`` (``top.cycle`` stamps transfers). ``timing``,
+    if given, receives ``sim_cycles`` (the counter when the monitor is done) and ``sim_seconds``."""
+    top = Timed(dut)
+    sim_cycles = 0
+
+    async def drive(ctx):
+        await driver(ctx, top)
+
+    async def monitor_then_count(ctx):
+        nonlocal sim_cycles
+        await monitor(ctx, top)
+        sim_cycles = ctx.get(top.cycle)
+
     sim = Simulator(top)
     sim.add_clock(1e-6)
-    for bench in testbenches:
-        sim.add_testbench(bench)
+    sim.add_testbench(drive)
+    sim.add_testbench(monitor_then_count)
     started = time.perf_counter()
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
-    return time.perf_counter() - started
+    if timing is not None:
+        timing.update(sim_cycles=sim_cycles, sim_seconds=time.perf_counter() - started)
 
 
 async def send(ctx, port, payload, valid: float = 1.0, rng: random.Random | None = None) -> None:

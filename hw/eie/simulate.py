@@ -14,7 +14,7 @@ from eiex.hw.eie.cycles import ideal_cycles
 from eiex.hw.eie.engine import EieEngine
 from eiex.hw.eie.loader import load_writes, memory_contents
 from eiex.hw.eie.params import HwParams
-from eiex.hw.stream_bench import Timed, receive, run_simulation, send
+from eiex.hw.stream_bench import receive, run_timed, send
 from eiex.sw.eie_image import EieImage
 
 
@@ -46,7 +46,7 @@ def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwPa
     stats: list[dict] = []
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
 
-    async def driver(ctx):
+    async def driver(ctx, top):
         for w in writes:
             await send(ctx, dut.load, w)
         ctx.set(dut.load.valid, 0)
@@ -55,7 +55,7 @@ def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwPa
                 await send(ctx, dut.input, int(x), in_valid, rng_in)
             ctx.set(dut.input.valid, 0)
 
-    async def monitor(ctx):
+    async def monitor(ctx, top):
         for s in range(len(a)):
             for i in range(n_out):
                 outputs[s, i] = await receive(ctx, dut.output, out_ready, rng_out)
@@ -63,11 +63,6 @@ def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwPa
             await ctx.tick()  # the statistics registers update at the last transfer's edge
             stats.append({"cycles": ctx.get(dut.cycles), "compute_cycles": ctx.get(dut.compute_cycles),
                           "ideal_cycles": ideal_cycles(image, a[s])})
-        sim_cycles[0] = ctx.get(top.cycle)
 
-    top = Timed(dut)
-    sim_cycles = [0]
-    seconds = run_simulation(top, [driver, monitor], vcd)
-    if timing is not None:
-        timing.update(sim_cycles=sim_cycles[0], sim_seconds=seconds)
+    run_timed(dut, driver, monitor, vcd, timing)
     return outputs, stats

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from eiex.hw.stream_bench import Timed, receive, run_simulation, send
+from eiex.hw.stream_bench import receive, run_timed, send
 from eiex.hw.xnor import golden
 from eiex.hw.xnor.engine import XnorEngine
 from eiex.hw.xnor.loader import engine_for, load_writes, memory_contents, pack_input
@@ -34,7 +34,7 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
     first_in, last_out = [], []
     rng_in, rng_out = random.Random(seed), random.Random(seed + 1)
 
-    async def driver(ctx):
+    async def driver(ctx, top):
         for w in writes:
             await send(ctx, dut.load, w)
         ctx.set(dut.load.valid, 0)
@@ -45,19 +45,14 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
                     first_in.append(ctx.get(top.cycle))
         ctx.set(dut.input.valid, 0)
 
-    async def monitor(ctx):
+    async def monitor(ctx, top):
         for s in range(len(bits)):
             for r in range(m_out):
                 outputs[s, r] = await receive(ctx, dut.output, out_ready, rng_out)
             last_out.append(ctx.get(top.cycle))
         ctx.set(dut.output.ready, 0)
-        sim_cycles[0] = ctx.get(top.cycle)
 
-    top = Timed(dut)
-    sim_cycles = [0]
-    seconds = run_simulation(top, [driver, monitor], vcd)
-    if timing is not None:
-        timing.update(sim_cycles=sim_cycles[0], sim_seconds=seconds)
+    run_timed(dut, driver, monitor, vcd, timing)
     return outputs, statistics(image, first_in, last_out)
 
 

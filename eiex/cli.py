@@ -19,6 +19,8 @@ from eiex.sw.data import DATASETS
 from eiex.sw.errors import EiexError
 from eiex.sw.memfiles import FORMATS
 from eiex.sw.models import MODELS
+from eiex.sim.build import DEFAULT_FREQ
+from eiex.sim.parts import PARTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -154,41 +156,40 @@ def _describe_folding(layers) -> str:
 
 
 def _xnor_engine(args):
-    """(image or None, layer geometry) from ``--images`` or from ``--layers`` and the folding options."""
-    from eiex.hw.xnor.loader import engine_for, engine_for_sizes
+    """(image or None, layer geometry, memory init or None) from ``--images`` (``--preload``: its
+    memory contents) or from ``--layers`` and the folding options."""
+    from eiex.hw.xnor.loader import engine_for, engine_for_sizes, memory_contents
 
     if (args.images is None) == (args.layers is None):
         raise EiexError("give either --images or --layers (engine parameters)")
+    preload = getattr(args, "preload", False)
     if args.images is None:
-        return None, engine_for_sizes(args.layers, args.pe, args.simd, args.target_interval, args.thr_bits)
+        if preload:
+            raise EiexError("--preload needs --images: the memories are initialized from an image")
+        return None, engine_for_sizes(args.layers, args.pe, args.simd, args.target_interval, args.thr_bits), None
     from eiex.sw.xnor_files import load_image
 
     if args.pe or args.simd or args.target_interval or args.thr_bits:
         raise EiexError("--pe, --simd, --target-interval and --thr-bits go with --layers; an image fixes them")
     image = load_image(args.images)
-    return image, engine_for(image)
+    return image, engine_for(image), memory_contents(image) if preload else None
 
 
 def cmd_verilog_xnor(args) -> int:
-    from eiex.hw.xnor.loader import memory_contents
     from eiex.hw.xnor.verilog import to_verilog
     from eiex.sw.atomic import atomic_write
 
-    if args.preload and args.images is None:
-        raise EiexError("--preload needs --images: the memories are initialized from an image")
-    image, layers = _xnor_engine(args)
-    init = memory_contents(image) if args.preload else None
+    _, layers, init = _xnor_engine(args)
     atomic_write(args.output, to_verilog(layers, init=init).encode())
     print(f"wrote {args.output}: XNOR engine, {_describe_folding(layers)}"
           f"{', memories initialized from ' + str(args.images) if init else ''}")
     return 0
 
 
-def cmd_verilog_eie(args) -> int:
+def _eie_engine(args):
+    """(image or None, HwParams, memory init or None) from ``--images`` or the engine parameters."""
     from eiex.hw.eie.loader import memory_contents
     from eiex.hw.eie.params import HwParams
-    from eiex.hw.eie.verilog import to_verilog
-    from eiex.sw.atomic import atomic_write
     from eiex.sw.eie_image import EngineParams
 
     if args.images is not None:
@@ -196,20 +197,78 @@ def cmd_verilog_eie(args) -> int:
 
         image = load_image(args.images)
         hw = HwParams.for_image(image, queue_depth=args.queue_depth)
-        init = memory_contents(image, hw) if args.preload else None
-    else:
-        if args.preload:
-            raise EiexError("--preload needs --images: the memories are initialized from an image")
-        engine = EngineParams(n_pe=args.pes, **_engine_overrides(args))
-        hw = HwParams(engine=engine, queue_depth=args.queue_depth, max_width=args.max_width,
-                      max_layers=args.max_layers, spmat_depth=args.spmat_depth, ptr_depth=args.ptr_depth,
-                      bias_depth=args.bias_depth)
-        init = None
+        return image, hw, memory_contents(image, hw) if args.preload else None
+    if args.preload:
+        raise EiexError("--preload needs --images: the memories are initialized from an image")
+    engine = EngineParams(n_pe=args.pes, **_engine_overrides(args))
+    hw = HwParams(engine=engine, queue_depth=args.queue_depth, max_width=args.max_width,
+                  max_layers=args.max_layers, spmat_depth=args.spmat_depth, ptr_depth=args.ptr_depth,
+                  bias_depth=args.bias_depth)
+    return None, hw, None
+
+
+def _describe_eie(hw, init) -> str:
+    return (f"EIE engine, {hw.n_pe} PEs, queue depth {hw.queue_depth}, layers up to {hw.max_width} wide, "
+            f"{hw.max_layers} layers{', memories initialized from the image' if init else ''}")
+
+
+def cmd_verilog_eie(args) -> int:
+    from eiex.hw.eie.verilog import to_verilog
+    from eiex.sw.atomic import atomic_write
+
+    _, hw, init = _eie_engine(args)
     atomic_write(args.output, to_verilog(hw, init=init).encode())
-    e = hw.engine
-    print(f"wrote {args.output}: EIE engine, {e.n_pe} PEs, queue depth {hw.queue_depth}, "
-          f"layers up to {hw.max_width} wide, {hw.max_layers} layers"
-          f"{', memories initialized from ' + str(args.images) if init else ''}")
+    print(f"wrote {args.output}: {_describe_eie(hw, init)}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    """Synthesize, place and route an engine for a part; write the report (sim/build.py)."""
+    from eiex.sim.build import run_build
+    from eiex.sim.parts import get_part
+    from eiex.sw.atomic import check_output_dir
+
+    part = get_part(args.part, args.speed)
+    check_output_dir(args.out, args.force)
+    if args.freq is not None and not args.freq > 0:
+        raise EiexError(f"--freq must be a positive number of MHz, not {args.freq}")
+    if args.engine == "eie":
+        from eiex.hw.eie.engine import EieEngine
+        from eiex.sim.throughput import eie_cycles
+
+        image, hw, init = _eie_engine(args)
+        engine = EieEngine(hw, init=init)
+        inputs = None if args.input is None else _read_inputs(args.input)
+        cycles = eie_cycles(image, hw, inputs) if image is not None else None
+        what = _describe_eie(hw, init)
+        params = {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
+                  "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
+                  "bias_depth": hw.bias_depth}
+    else:
+        from eiex.hw.xnor.engine import XnorEngine
+        from eiex.sim.throughput import xnor_cycles
+
+        _, layers, init = _xnor_engine(args)
+        engine = XnorEngine(layers, init=init)
+        cycles = xnor_cycles(layers)
+        what = f"XNOR engine, {_describe_folding(layers)}"
+        params = {"engine": "xnor", "layers": [vars(g) for g in layers],
+                  "lanes": sum(g.pe * g.simd for g in layers)}
+    if args.images is not None:
+        params["images"] = str(args.images)
+    params["preload"] = bool(init)
+    _log(f"building the {what} for {part.name} ({part.device}); this takes minutes")
+    report = run_build(engine, part, args.out, speed=args.speed, freq=args.freq, seed=args.seed,
+                       description=params, cycles=cycles, force=args.force, log=_log)
+    use = report["utilization"]
+    print(f"{part.name}: " + ", ".join(f"{name} {row['used']:,} ({row['percent']}%)" for name, row in use.items()))
+    for clock, mhz in report["fmax_mhz"].items():
+        print(f"Fmax {clock}: {mhz} MHz (target {report['target_mhz'][clock]:g} MHz, "
+              f"{'met' if report['met'][clock] else 'NOT met'})")
+    t = report.get("throughput")
+    if t:
+        print(f"{t[t['unit'] + 's_per_s']:,.0f} {t['unit']}s/s ({t['cycles']:,} cycles per {t['unit']}, {t['what']})")
+    print(f"report in {args.out}/build.md and build.json")
     return 0
 
 
@@ -299,7 +358,7 @@ def cmd_synth_xnor(args) -> int:
     from eiex.sim.synth import xnor_resources
     from eiex.sw.atomic import atomic_write
 
-    _, layers = _xnor_engine(args)
+    _, layers, _ = _xnor_engine(args)
     print(f"XNOR engine: {_describe_folding(layers)}")
     results = []
     for target in args.targets:
@@ -390,6 +449,28 @@ def _folding_args(p) -> None:
                    "fewest lanes (default: what 64 lanes give the largest layer)")
 
 
+def _eie_engine_args(p) -> None:
+    """The EIE engine's sizing options: an image, or the engine parameters."""
+    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
+    p.add_argument("--pes", type=int, default=8, help="processing elements, without --images (default 8)")
+    _engine_args(p)
+    for name, default in (("max-width", 1024), ("max-layers", 4), ("spmat-depth", 4096), ("ptr-depth", 2048),
+                          ("bias-depth", 512)):
+        p.add_argument(f"--{name}", type=int, default=default, help=f"without --images (default {default})")
+    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
+    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+
+
+def _xnor_engine_args(p) -> None:
+    """The XNOR engine's sizing options: an image, or layer sizes and a folding."""
+    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
+    p.add_argument("--layers", type=_int_list, help="without --images: layer sizes, inputs first (784,512,512,10)")
+    _folding_args(p)
+    p.add_argument("--thr-bits", type=_int_list, help="with --layers: threshold width per hidden layer "
+                   "(default: enough for any threshold 0 .. K+1)")
+    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eiex", description="Compressed neural networks on FPGAs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -448,25 +529,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verilog", help="generate an engine's Verilog")
     engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
     p = engines.add_parser("eie", help="the EIE sparse engine")
-    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
-    p.add_argument("--pes", type=int, default=8, help="processing elements, without --images (default 8)")
-    _engine_args(p)
-    for name, default in (("max-width", 1024), ("max-layers", 4), ("spmat-depth", 4096), ("ptr-depth", 2048),
-                          ("bias-depth", 512)):
-        p.add_argument(f"--{name}", type=int, default=default, help=f"without --images (default {default})")
-    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
-    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+    _eie_engine_args(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="Verilog file to write")
     p.set_defaults(func=cmd_verilog_eie)
     p = engines.add_parser("xnor", help="the XNOR binary engine")
-    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
-    p.add_argument("--layers", type=_int_list, help="without --images: layer sizes, inputs first (784,512,512,10)")
-    _folding_args(p)
-    p.add_argument("--thr-bits", type=_int_list, help="with --layers: threshold width per hidden layer "
-                   "(default: enough for any threshold 0 .. K+1)")
-    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+    _xnor_engine_args(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="Verilog file to write")
     p.set_defaults(func=cmd_verilog_xnor)
+
+    p = sub.add_parser("build", help="synthesize, place and route an engine for an FPGA part (Yosys, nextpnr)")
+    engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
+    for name, help_text, engine_args in (("eie", "the EIE sparse engine", _eie_engine_args),
+                                         ("xnor", "the XNOR binary engine", _xnor_engine_args)):
+        p = engines.add_parser(name, help=help_text)
+        engine_args(p)
+        if name == "eie":
+            p.add_argument("--input", type=Path, help="X.npy of engine-format inputs for the throughput "
+                           "(default: 100 held-out MNIST-5k digits for a 784-input image)")
+        p.add_argument("--part", required=True, choices=sorted(PARTS), help="the FPGA part")
+        p.add_argument("--speed", type=int, choices=(6, 7, 8), help="ECP5 speed grade (default 6, the slowest)")
+        p.add_argument("--freq", type=float, help=f"target clock in MHz for nextpnr (default {DEFAULT_FREQ:g})")
+        p.add_argument("--seed", type=int, help="nextpnr placer seed (default: nextpnr's)")
+        p.add_argument("--out", type=Path, required=True, help="build folder (written atomically)")
+        p.add_argument("--force", action="store_true", help="replace an existing build folder")
+        p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("sim", help="run an image on a simulated engine")
     engines = p.add_subparsers(dest="engine", required=True, parser_class=_Parser)
@@ -495,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=_int_list, help="without --images: layer sizes, inputs first (784,512,512,10)")
     _folding_args(p)
     p.add_argument("--thr-bits", type=_int_list, help="with --layers: threshold width per hidden layer")
-    p.add_argument("--targets", type=_targets, default=("ice40", "xilinx"), help="ice40,xilinx (default both)")
+    p.add_argument("--targets", type=_targets, default=("ecp5", "xilinx"), help="comma list of ecp5,ice40,xilinx "
+                   "(default ecp5,xilinx)")
     p.add_argument("--json", type=Path, help="also write the counts to this JSON file")
     p.set_defaults(func=cmd_synth_xnor)
 

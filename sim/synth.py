@@ -9,6 +9,10 @@ they are an upper bound on LUTs and about exact on FFs, carries, BRAMs and DSPs.
 
 What is counted, per target (``cells`` always holds every cell type and its count):
 
+``ecp5`` (Lattice ECP5, ``synth_ecp5``)
+    ``luts`` LUT4; ``ffs`` TRELLIS_FF; ``carry`` CCU2C (two LUT4 slots each in the placed design);
+    ``muxf`` PFUMX, L6MUX21 (wide-function muxes); ``bram`` DP16KD / PDPW16KD (18 Kb blocks);
+    ``lutram`` TRELLIS_DPR16X4 (16x4 distributed RAM); ``dsp`` MULT18X18D, ALU54B.
 ``ice40`` (iCE40 HX/LP: no DSPs are used, as ``synth_ice40`` without ``-dsp``)
     ``luts`` SB_LUT4; ``ffs`` SB_DFF*; ``carry`` SB_CARRY; ``bram`` SB_RAM40_4K* (4 Kb blocks);
     ``dsp`` SB_MAC16. iCE40 has no distributed RAM: small memories become LUTs and FFs.
@@ -37,16 +41,21 @@ from amaranth.back import rtlil
 
 from eiex.sw.errors import EiexError
 
-TARGETS = ("ice40", "xilinx")
+TARGETS = ("ecp5", "ice40", "xilinx")
 
 #: Yosys commands per target; the design is flattened first (``synth_ice40`` does it by default).
 SYNTH_COMMANDS = {
+    "ecp5": "synth_ecp5 -top {top}",
     "ice40": "synth_ice40 -top {top}",
     "xilinx": "synth_xilinx -family xc7 -flatten -noiopad -noclkbuf -top {top}",
 }
 
 #: per target, ``(key, cell type pattern, units per cell)``; a cell type matches at most one row.
 CELL_CLASSES = {
+    "ecp5": [
+        ("luts", r"LUT4", 1), ("ffs", r"TRELLIS_FF", 1), ("carry", r"CCU2C", 1), ("muxf", r"PFUMX|L6MUX21", 1),
+        ("bram", r"DP16KD|PDPW16KD", 1), ("lutram", r"TRELLIS_DPR16X4", 1), ("dsp", r"MULT18X18D|ALU54B", 1),
+    ],
     "ice40": [
         ("luts", r"SB_LUT4", 1), ("ffs", r"SB_DFF\w*", 1), ("carry", r"SB_CARRY", 1),
         ("bram", r"SB_RAM40_4K\w*", 1), ("dsp", r"SB_MAC16", 1),
@@ -89,7 +98,7 @@ def synthesize(design, target: str, top: str = "top", timeout: float | None = No
     design : Elaboratable
         A :class:`amaranth.lib.wiring.Component`, or an elaboratable whose ports Amaranth can infer.
     target : str
-        ``"ice40"`` or ``"xilinx"`` (7-series).
+        ``"ecp5"``, ``"ice40"`` or ``"xilinx"`` (7-series).
     top : str
         Name of the top module.
     timeout : float or None

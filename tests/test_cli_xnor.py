@@ -144,7 +144,7 @@ def test_xnor_commands_fail_in_one_line_and_write_nothing(tmp_path, tiny_npz, ar
     (["export", "xnor", "--npz", "w.npz", "--pe", "4,0", "--out", "o"], "expected a comma list of positive integers"),
     (["binarize", "--model", "bnn-mlp", "--hidden", "64,x", "--out", "o"], "expected a comma list of positive integers"),
     (["binarize", "--model", "bnn-mlp", "--mode", "binaryconnect", "--out", "o"], "invalid choice: 'binaryconnect'"),
-    (["synth", "xnor", "--layers", "16,8,4", "--targets", "ecp5"], "targets must be a comma list of ice40,xilinx"),
+    (["synth", "xnor", "--layers", "16,8,4", "--targets", "ecp6"], "targets must be a comma list of ecp5,ice40,xilinx"),
 ])
 def test_bad_command_lines_exit_2_in_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

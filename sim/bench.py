@@ -55,7 +55,10 @@ What each piece measures, and the choices behind it:
     xilinx (XNOR, popcount, accumulate, threshold, weight and threshold memories: what FINN-R's
     6.6 LUTs per lane counts); ``xnor_luts_per_lane_engine`` the whole engine (with the bank
     buffers between layers). The EIE engine is sized per PE count for the LeNet-300-100 image.
-    Quick: the XNOR engine on xilinx only; full: both engines on both targets.
+    Quick: the XNOR engine on xilinx and ecp5; full: both engines on all three targets.
+:func:`fpga_builds`
+    Full plan only: ``eiex build`` of both engines on the ECP5-85F at speed 6 (Fmax, throughput),
+    and the Verilog generation time of FINN's LFC network at interval 512.
 """
 
 from __future__ import annotations
@@ -119,19 +122,21 @@ class Plan:
     xnor_synth_targets: tuple
     eie_synth_pes: tuple
     eie_synth_targets: tuple
+    fpga_builds: bool  # place and route both engines on the ECP5-85F (minutes each)
 
 
 QUICK = Plan(lenet_samples=20, lenet_headline_samples=100, lenet_rtl=((EIE_PES, QUEUE_DEPTH, True),),
              lenet_rtl_samples=20, fc6_cols=QUICK_FC6_COLS, fc6_vectors=2, fc6_rtl=(),
              xnor_targets=(None,), xnor_images=12, repeats={"amaranth": 1, "verilator": 3, "icarus": 1},
-             xnor_synth_targets=("xilinx",), eie_synth_pes=(), eie_synth_targets=())
+             xnor_synth_targets=("xilinx", "ecp5"), eie_synth_pes=(), eie_synth_targets=(), fpga_builds=False)
 FULL = Plan(lenet_samples=200, lenet_headline_samples=1000,
             lenet_rtl=((EIE_PES, QUEUE_DEPTH, False), (EIE_PES, QUEUE_DEPTH, True), (EIE_PES, 1, True),
                        (1, QUEUE_DEPTH, True), (64, QUEUE_DEPTH, True)),
             lenet_rtl_samples=100, fc6_cols=FC6_COLS, fc6_vectors=4, fc6_rtl=((EIE_PES, QUEUE_DEPTH, False),),
             xnor_targets=(None, 3136, 1568, 784), xnor_images=20,
             repeats={"amaranth": 3, "verilator": 5, "icarus": 3},
-            xnor_synth_targets=("xilinx", "ice40"), eie_synth_pes=(1, 4, 8), eie_synth_targets=("xilinx", "ice40"))
+            xnor_synth_targets=("xilinx", "ecp5", "ice40"), eie_synth_pes=(1, 4, 8),
+            eie_synth_targets=("xilinx", "ecp5", "ice40"), fpga_builds=True)
 #: the digits / images each simulator runs in the speed comparison
 SPEED_INPUTS = {"eie": 4, "xnor": 3}  # a few seconds each on Amaranth
 
@@ -508,11 +513,64 @@ def resources(lenet300_folder, quick: bool, log=None) -> dict:
             log(f"   Yosys: EIE {n_pe} PEs on {target}")
             eie.append(eie_resources(hw, target))
 
-    def per_lane(part):
-        return next(r["luts_per_lane"] for r in xnor if r["part"] == part and r["target"] == "xilinx")
+    def per_lane(part, target="xilinx"):
+        return next(r["luts_per_lane"] for r in xnor if r["part"] == part and r["target"] == target)
 
     return {"xnor_luts_per_lane": per_lane("mvtus"), "xnor_luts_per_lane_engine": per_lane("engine"),
+            "xnor_luts_per_lane_engine_ecp5": per_lane("engine", "ecp5"),
             "xnor_folding": [[g.pe, g.simd] for g in layers], "xnor": xnor, "eie": eie}
+
+
+# ---- FPGA builds ---------------------------------------------------------------------------------
+
+#: the part and speed grade of the Fmax figures (the slowest ECP5-85F)
+BUILD_PART, BUILD_SPEED = "ecp5-85k", 6
+#: FINN's LFC network, folded for one image every 512 cycles: the Verilog generation benchmark
+LFC_SIZES, LFC_INTERVAL = (784, 1024, 1024, 1024, 10), 512
+
+
+def fpga_builds(lenet300_folder, quick: bool, out_dir, log=None) -> dict:
+    """Place and route on the ECP5-85F, speed 6, nextpnr's default placer and seed: the EIE engine
+    at 8 PEs sized for the LeNet-300-100 image (rows permuted) and the XNOR engine of the BNN MLP
+    at the exporter's default folding (:func:`bnn_image`); their Fmax and throughput (Fmax over
+    the cycle models' cycles per result). Also times the Verilog generation of FINN's LFC
+    (784-1024-1024-1024-10 at ``--target-interval 512``). Without the plan's ``fpga_builds`` the
+    keys are None (the quick bench does not place and route)."""
+    from eiex.hw.eie.engine import EieEngine
+    from eiex.hw.eie.params import HwParams
+    from eiex.hw.xnor.engine import XnorEngine
+    from eiex.hw.xnor.loader import engine_for, engine_for_sizes
+    from eiex.hw.xnor.verilog import to_verilog
+    from eiex.sim.build import run_build
+    from eiex.sim.parts import get_part
+    from eiex.sim.throughput import eie_cycles, xnor_cycles
+    from eiex.sw.eie_export import export_model_folder
+
+    plan, log = plan_for(quick), log or _quiet
+    keys = ("eie_fmax_mhz_ecp5", "xnor_fmax_mhz_ecp5", "eie_lenet300_inferences_per_s_ecp5",
+            "xnor_bnn_images_per_s_ecp5", "xnor_verilog_seconds_lfc")
+    if not plan.fpga_builds:
+        return {**dict.fromkeys(keys), "builds": {}}
+    part, out = get_part(BUILD_PART, BUILD_SPEED), Path(out_dir)
+    image = export_model_folder(_folder(lenet300_folder), EIE_PES, balance=True)
+    hw = HwParams.for_image(image, queue_depth=QUEUE_DEPTH)
+    log(f"   nextpnr: EIE {EIE_PES} PEs (LeNet-300-100) on {part.device} speed {BUILD_SPEED}")
+    eie = run_build(EieEngine(hw), part, out / "build_eie", speed=BUILD_SPEED, force=True,
+                    description={"engine": "eie", "n_pe": EIE_PES, "image": "lenet300"},
+                    cycles=eie_cycles(image, hw), log=log)
+    layers = engine_for(bnn_image())
+    log(f"   nextpnr: XNOR BNN MLP on {part.device} speed {BUILD_SPEED}")
+    xnor = run_build(XnorEngine(layers), part, out / "build_xnor", speed=BUILD_SPEED, force=True,
+                     description={"engine": "xnor", "image": "bnn-mlp"}, cycles=xnor_cycles(layers), log=log)
+    lfc = engine_for_sizes(list(LFC_SIZES), target_interval=LFC_INTERVAL)
+    start = time.perf_counter()
+    to_verilog(lfc)
+    lfc_seconds = time.perf_counter() - start
+    return {"eie_fmax_mhz_ecp5": eie["fmax_mhz"]["clk"], "xnor_fmax_mhz_ecp5": xnor["fmax_mhz"]["clk"],
+            "eie_lenet300_inferences_per_s_ecp5": eie["throughput"]["inferences_per_s"],
+            "xnor_bnn_images_per_s_ecp5": xnor["throughput"]["images_per_s"],
+            "xnor_verilog_seconds_lfc": lfc_seconds,
+            "lfc_lanes": sum(g.pe * g.simd for g in lfc), "builds": {"eie": eie, "xnor": xnor}}
 
 
 def plot_resources(result: dict, path: Path) -> bool:
@@ -568,11 +626,14 @@ def check_fc6_compression(fc6_compression) -> dict:
     return {k: fc6_compression[k] for k in FC6_COMPRESSION_KEYS}
 
 
-def _timed_resources(folder, quick):
-    """:func:`resources` and its wall time (what the child process of :func:`run_bench` runs)."""
+def _timed_hardware(folder, quick, out_dir):
+    """:func:`resources`, then :func:`fpga_builds`, and their wall times (what the child process
+    of :func:`run_bench` runs)."""
     start = time.perf_counter()
     result = resources(folder, quick)
-    return result, time.perf_counter() - start
+    middle = time.perf_counter()
+    builds = fpga_builds(folder, quick, out_dir)
+    return result, builds, middle - start, time.perf_counter() - middle
 
 
 def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression: dict | None = None,
@@ -629,20 +690,23 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
 
     mode = "quick" if quick else "full"
     if parallel:
-        log(f"== bench ({mode}): resources (Yosys) in a child process beside the EIE sweeps and XNOR intervals")
+        log(f"== bench ({mode}): resources (Yosys) and FPGA builds (nextpnr) in a child process beside the "
+            "EIE sweeps and XNOR intervals")
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            synth = pool.submit(_timed_resources, folder, quick)
+            synth = pool.submit(_timed_hardware, folder, quick, out)
             eie = timed("eie_sweeps", eie_sweeps, folder, quick, log)
             xnor = timed("xnor_intervals", xnor_intervals, quick, log)
             if not synth.done():
-                log("== waiting for the resource estimates (Yosys)")
-            res, seconds["resources"] = synth.result()
+                log("== waiting for the resource estimates (Yosys) and FPGA builds (nextpnr)")
+            res, builds, seconds["resources"], seconds["fpga_builds"] = synth.result()
     else:
         log(f"== bench ({mode})")
         eie = timed("eie_sweeps", eie_sweeps, folder, quick, log)
         xnor = timed("xnor_intervals", xnor_intervals, quick, log)
         log("== resource estimates (Yosys)")
         res = timed("resources", resources, folder, quick, log)
+        log("== FPGA builds (nextpnr)")
+        builds = timed("fpga_builds", fpga_builds, folder, quick, out, log)
     speeds = timed("simulator_speeds", simulator_speeds, folder, quick, log)
     seconds["total"] = time.perf_counter() - start
 
@@ -666,6 +730,8 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
         "verilator_vs_amaranth_speed": speeds["verilator_vs_amaranth_speed"],
         "xnor_luts_per_lane": res["xnor_luts_per_lane"],
         "xnor_luts_per_lane_engine": res["xnor_luts_per_lane_engine"],
+        "xnor_luts_per_lane_engine_ecp5": res["xnor_luts_per_lane_engine_ecp5"],
+        **{k: v for k, v in builds.items() if k != "builds"},
         "eie_lenet300_efficiency_8pe": eie["lenet300"]["headline"]["permuted"]["efficiency"],
         "eie_fc6_efficiency_64pe": row(fc6_rows, "pes", 64, QUEUE_DEPTH, True)["efficiency"],
         "eie_fc6_efficiency_64pe_depth1": row(fc6_rows, "queue_depth", FC6_QUEUE_PES, 1, True)["efficiency"],
@@ -675,7 +741,7 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
         **fc6_keys,
         "quick": bool(quick),
         "plan": asdict(plan),
-        "eie": eie, "xnor": xnor, "simulators": speeds, "resources": res,
+        "eie": eie, "xnor": xnor, "simulators": speeds, "resources": res, "fpga_builds": builds["builds"],
         # run_fc6's whole record, without the weight arrays it may carry
         **({"fc6_compression": {k: v for k, v in fc6_compression.items() if k != "arrays"}} if fc6_keys else {}),
         "seconds": seconds, "plots": plots,

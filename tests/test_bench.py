@@ -174,9 +174,11 @@ def fake_pieces(monkeypatch, tmp_path):
                               "rates": {"amaranth": {"cycles_per_second": np.float64(1e3)},
                                         "verilator": {"cycles_per_second": 1e3 * v}}}
                           for e, v in (("eie", 50.0), ("xnor", 20.0))}}
-    res = {"xnor_luts_per_lane": 6.5, "xnor_luts_per_lane_engine": np.float64(66.0), "xnor": [], "eie": []}
+    res = {"xnor_luts_per_lane": 6.5, "xnor_luts_per_lane_engine": np.float64(66.0),
+           "xnor_luts_per_lane_engine_ecp5": 8.0, "xnor": [], "eie": []}
+    builds = {"eie_fmax_mhz_ecp5": 101.0, "xnor_fmax_mhz_ecp5": None, "builds": {"eie": {"fit": True}}}
     for name, value in (("eie_sweeps", eie), ("xnor_intervals", xnor), ("simulator_speeds", speeds),
-                        ("resources", res)):
+                        ("resources", res), ("fpga_builds", builds)):
         monkeypatch.setattr(bench, name, lambda *a, value=value, **k: value)
     folder = tmp_path / "lenet300"
     folder.mkdir()
@@ -194,6 +196,8 @@ def test_run_bench_gathers_headlines_plots_and_json(monkeypatch, tmp_path):
         "eie_lenet300_cycle_ratio_8pe": 1.1, "xnor_interval_ratio": 1.0, "verilator_vs_amaranth_speed": 20.0,
         "xnor_luts_per_lane": 6.5}
     assert {k: result[k] for k in fc6} == fc6 and result["xnor_luts_per_lane_engine"] == 66.0
+    assert result["eie_fmax_mhz_ecp5"] == 101.0 and result["xnor_fmax_mhz_ecp5"] is None
+    assert result["fpga_builds"] == {"eie": {"fit": True}} and result["xnor_luts_per_lane_engine_ecp5"] == 8.0
     assert result["fc6_compression"] == {**fc6, "rows": 4096, "stage_seconds": {"prune": 1.0}}  # no arrays
     assert "rows" not in result
     assert result["eie_verilator_vs_amaranth_speed"] == 50.0 and result["quick"] is True
@@ -203,7 +207,8 @@ def test_run_bench_gathers_headlines_plots_and_json(monkeypatch, tmp_path):
     assert json.loads((out / "bench.json").read_text()) == result  # JSON-ready: numpy scalars converted
     assert result["plots"] == ["eie_balance.png", "xnor_intervals.png", "simulator_speeds.png"]
     assert all((out / p).stat().st_size > 1000 for p in result["plots"])
-    assert set(result["seconds"]) == {"eie_sweeps", "xnor_intervals", "simulator_speeds", "resources", "total"}
+    assert set(result["seconds"]) == {"eie_sweeps", "xnor_intervals", "simulator_speeds", "resources",
+                                      "fpga_builds", "total"}
 
 
 @pytest.mark.parametrize("call, message", [

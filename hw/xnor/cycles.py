@@ -7,9 +7,12 @@ input beat is accepted; "seen" means the cycle from which a registered bank stat
   its bank is seen full from ``a_i + SF_0``;
 * MVTU ``l`` (``C = NF * SF`` steps): issues image ``i`` from ``max(last_{i-1}, full_l(i), free_{l+1}(i)) + 1``
   to ``last_i`` (``C`` cycles), frees its input bank at ``last_i`` (seen free one cycle later) and
-  completes its output bank two cycles later (seen full at ``last_i + 3``);
-* output: the ``M`` scores of image ``i`` go out from ``max(out_{i-1} + M, full_L(i))``, one a
-  cycle, and the bank is free (seen) one cycle after the last;
+  commits its output bank ``latency_l`` cycles later (:func:`~eiex.hw.xnor.mvtu.mvtu_latency`: the
+  memory read, the popcount stages, accumulate, compare); the bank is seen full one cycle after
+  that, or two when the buffer flushes a partial word after the commit
+  (:attr:`~eiex.hw.xnor.banks.BufferGeometry.complete_delay`);
+* output: the ``M`` scores of image ``i`` go out from ``max(out_{i-1} + M, full_L(i) + 1)`` (the
+  read is synchronous), one a cycle, and the bank is free (seen) one cycle after the last;
 * a bank is reused three images later: ``free_l(i)`` is when its consumer freed image ``i - 3``
   (from the start for the first three images).
 
@@ -20,7 +23,8 @@ minus first beat, plus one, and ``interval`` the gap between successive last sco
 from __future__ import annotations
 
 from eiex.hw.xnor.banks import N_BANKS
-from eiex.hw.xnor.mvtu import LayerGeometry
+from eiex.hw.xnor.engine import buffer_geometries
+from eiex.hw.xnor.mvtu import LayerGeometry, mvtu_latency
 
 NEVER = -(1 << 40)
 
@@ -30,6 +34,8 @@ def pipeline_cycles(layers: list[LayerGeometry], images: int) -> dict:
     n = len(layers)
     sf0, rows_out = layers[0].sf, layers[-1].out_features
     steps = [g.nf * g.sf for g in layers]
+    latency = [mvtu_latency(g) for g in layers]
+    complete = [bg.complete_delay for bg in buffer_geometries(layers)]
     # seen_free[s][i]: cycle from which buffer s's bank for image i is seen free (buffer 0: input)
     seen_free = [[NEVER] * images for _ in range(n + 1)]
     seen_full = [[NEVER] * images for _ in range(n + 1)]
@@ -45,8 +51,8 @@ def pipeline_cycles(layers: list[LayerGeometry], images: int) -> dict:
             last_issue[l] = begin + steps[l] - 1
             if i + N_BANKS < images:
                 seen_free[l][i + N_BANKS] = last_issue[l] + 1
-            seen_full[l + 1][i] = last_issue[l] + 3
-        out_start = max(out_start + rows_out, seen_full[n][i])
+            seen_full[l + 1][i] = last_issue[l] + latency[l] + complete[l + 1]
+        out_start = max(out_start + rows_out, seen_full[n][i] + 1)
         done = out_start + rows_out - 1
         last_score.append(done)
         if i + N_BANKS < images:

@@ -6,8 +6,8 @@ Block diagram::
                                         (P_0 x S_0)        (P_1 x S_1)     (scores)      (one a beat)
     load ─► every layer's per-PE weight and threshold memories
 
-Every arrow into an MVTU is a :class:`~eiex.hw.xnor.banks.BankedBuffer` of three banks, so all
-layers work on successive images at once; the interval between images is the slowest layer's
+Every arrow into or out of an MVTU is a :class:`~eiex.hw.xnor.banks.BankedBuffer` of three banks
+in one memory, so all layers work on successive images at once; the interval between images is the slowest layer's
 ``NF * SF`` steps. The input stream carries the first layer's SIMD words (``SF_0`` beats per image,
 bit ``i`` of beat ``sf`` is input ``sf * S_0 + i``, padding bits ignored); the output stream carries
 the ``M`` signed scores ``2 * acc - K`` of the last layer, one per beat, padding rows dropped.
@@ -16,11 +16,11 @@ Loads are accepted only while the pipeline is empty.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from eiex.hw.xnor.banks import N_BANKS, BankedBuffer, following
+from eiex.hw.xnor.banks import N_BANKS, BankedBuffer, BufferGeometry, following
 from eiex.hw.xnor.mvtu import LayerGeometry, Mvtu
 from eiex.sw.errors import EiexError
 
@@ -86,76 +86,101 @@ class XnorEngine(wiring.Component):
         m = Module()
         layers = self.layers
         first, last = layers[0], layers[-1]
-
-        buffers = [BankedBuffer(first.sf, first.simd, first.simd, first.sf)]
-        for g, after in zip(layers[:-1], layers[1:]):
-            buffers.append(BankedBuffer(g.nf, g.pe, after.simd, after.sf))
-        buffers.append(BankedBuffer(last.nf, last.pe * last.score_bits, last.score_bits, last.out_features))
+        geometries = buffer_geometries(layers)
+        buffers = [BankedBuffer(bg) for bg in geometries]
         for i, buf in enumerate(buffers):
             m.submodules[f"buffer{i}"] = buf
 
         units = []
         for l, g in enumerate(layers):
-            unit = Mvtu(g, None if self.init is None else self.init[l])
+            unit = Mvtu(g, geometries[l], None if self.init is None else self.init[l])
             m.submodules[f"mvtu{l}"] = unit
             units.append(unit)
-            src, dst = buffers[l], buffers[l + 1]
-            m.d.comb += [
-                unit.in_full.eq(src.full), src.release.eq(unit.in_release),
-                src.release_bank.eq(unit.in_release_bank), src.r_bank.eq(unit.in_bank),
-                src.r_index.eq(unit.in_index), unit.in_data.eq(src.r_data),
-                unit.out_free.eq(dst.free), dst.claim.eq(unit.out_claim), dst.claim_bank.eq(unit.out_claim_bank),
-                dst.we.eq(unit.out_we), dst.w_bank.eq(unit.out_bank), dst.w_index.eq(unit.out_index),
-                dst.w_data.eq(unit.out_data), dst.commit.eq(unit.out_commit),
-            ]
+            wiring.connect(m, unit.src, buffers[l].r)
+            wiring.connect(m, unit.dst, buffers[l + 1].w)
 
         # ---- everything idle: loads allowed ----------------------------------------------------
         banks_free = Signal()
-        m.d.comb += banks_free.eq(Cat(*(buf.free for buf in buffers)).all())
+        m.d.comb += banks_free.eq(Cat(*(buf.w.free for buf in buffers)).all())
         busy = Signal()
         m.d.comb += busy.eq(Cat(*(unit.busy for unit in units)).any())
         in_beat = Signal(range(first.sf))
         m.d.comb += self.idle.eq(banks_free & ~busy & (in_beat == 0))
 
-        # ---- load: decoded into every MVTU's memories -------------------------------------------
+        # ---- load: registered, then decoded into every MVTU's memories ---------------------------
+        # (the register keeps the idle logic off the memories' write paths; a word is written the
+        # cycle after it is accepted, long before any image reaches the first MVTU)
         m.d.comb += self.load.ready.eq(self.idle)
+        accepted = Signal()
+        word = Signal.like(self.load.payload)
+        m.d.sync += [accepted.eq(self.load.valid & self.load.ready), word.eq(self.load.payload)]
         for l, unit in enumerate(units):
-            m.d.comb += [unit.ld_en.eq(self.load.valid & self.load.ready & (self.load.payload.layer == l)),
-                         unit.ld_sel.eq(self.load.payload.sel), unit.ld_pe.eq(self.load.payload.pe),
-                         unit.ld_addr.eq(self.load.payload.addr), unit.ld_data.eq(self.load.payload.data)]
+            m.d.comb += [unit.ld_en.eq(accepted & (word.layer == l)),
+                         unit.ld_sel.eq(word.sel), unit.ld_pe.eq(word.pe),
+                         unit.ld_addr.eq(word.addr), unit.ld_data.eq(word.data)]
 
-        # ---- input: SF_0 beats per image into the first buffer ---------------------------------
-        src = buffers[0]
+        self._input(m, buffers[0].w, in_beat)
+        self._output(m, buffers[-1].r)
+        return m
+
+    def _input(self, m, w, in_beat):
+        """``SF_0`` beats per image into the first buffer, padding bits zeroed (the MVTU counts on it)."""
+        first = self.layers[0]
         in_bank = Signal(range(N_BANKS))
         starting = in_beat == 0
-        free_now = Signal()
-        m.d.comb += free_now.eq(src.free.bit_select(in_bank, 1))
-        m.d.comb += self.input.ready.eq(~self.load.valid & (~starting | free_now))
+        m.d.comb += self.input.ready.eq(~self.load.valid & (~starting | w.free.bit_select(in_bank, 1)))
         accept = self.input.valid & self.input.ready
         final_beat = in_beat == first.sf - 1
-        m.d.comb += [src.claim.eq(accept & starting), src.claim_bank.eq(in_bank),
-                     src.we.eq(accept), src.w_bank.eq(in_bank), src.w_index.eq(in_beat),
-                     src.w_data.eq(self.input.payload), src.commit.eq(final_beat)]
+        tail = first.in_features - (first.sf - 1) * first.simd  # real bits of the final beat
+        data = self.input.payload
+        if tail < first.simd:
+            data = Cat(data[:tail], Mux(final_beat, 0, data[tail:]))
+        m.d.comb += [w.claim.eq(accept & starting), w.claim_bank.eq(in_bank),
+                     w.we.eq(accept), w.bank.eq(in_bank), w.data.eq(data), w.commit.eq(final_beat)]
         with m.If(accept):
             with m.If(final_beat):
                 m.d.sync += [in_beat.eq(0), in_bank.eq(following(in_bank))]
             with m.Else():
                 m.d.sync += in_beat.eq(in_beat + 1)
 
-        # ---- output: the M scores of a full bank, one per beat ---------------------------------
-        dst = buffers[-1]
-        out_bank = Signal(range(N_BANKS))
-        out_row = Signal(range(last.out_features))
-        ready_bank = Signal()
-        m.d.comb += ready_bank.eq(dst.full.bit_select(out_bank, 1))
-        m.d.comb += [dst.r_bank.eq(out_bank), dst.r_index.eq(out_row),
-                     self.output.valid.eq(ready_bank), self.output.payload.eq(dst.r_data)]
-        final_row = out_row == last.out_features - 1
+    def _output(self, m, r):
+        """The ``M`` scores of a full bank, one a beat. The read is synchronous: the address is that
+        of the next beat, and a bank is offered from the second cycle it is seen full (so that its
+        last word was written before the read)."""
+        last = self.layers[-1]
+        bank = Signal(range(N_BANKS))
+        row = Signal(range(last.out_features))
+        word = Signal(range(max(2, last.nf)))
+        slice_ = Signal(range(max(2, last.pe)))
+        full_before = Signal(N_BANKS)
+        m.d.sync += full_before.eq(r.full)
+        m.d.comb += [self.output.valid.eq(full_before.bit_select(bank, 1)), self.output.payload.eq(r.data)]
+        next_bank, next_row = Signal.like(bank), Signal.like(row)
+        next_word, next_slice = Signal.like(word), Signal.like(slice_)
+        m.d.comb += [next_bank.eq(bank), next_row.eq(row), next_word.eq(word), next_slice.eq(slice_)]
         with m.If(self.output.valid & self.output.ready):
-            with m.If(final_row):
-                m.d.comb += [dst.release.eq(1), dst.release_bank.eq(out_bank)]
-                m.d.sync += [out_row.eq(0), out_bank.eq(following(out_bank))]
+            with m.If(row == last.out_features - 1):
+                m.d.comb += [r.release.eq(1), r.release_bank.eq(bank), next_bank.eq(following(bank)),
+                             next_row.eq(0), next_word.eq(0), next_slice.eq(0)]
             with m.Else():
-                m.d.sync += out_row.eq(out_row + 1)
-        return m
+                m.d.comb += next_row.eq(row + 1)
+                if last.pe == 1:
+                    m.d.comb += next_word.eq(word + 1)
+                else:
+                    with m.If(slice_ == last.pe - 1):
+                        m.d.comb += [next_word.eq(word + 1), next_slice.eq(0)]
+                    with m.Else():
+                        m.d.comb += next_slice.eq(slice_ + 1)
+        m.d.sync += [bank.eq(next_bank), row.eq(next_row), word.eq(next_word), slice_.eq(next_slice)]
+        m.d.comb += [r.bank.eq(next_bank), r.word.eq(next_word), r.slice.eq(next_slice)]
 
+
+def buffer_geometries(layers: list[LayerGeometry]) -> list[BufferGeometry]:
+    """The buffers before each layer and after the last: input beats, each layer's folds of ``P``
+    results (read as the next layer's SIMD words), the output layer's folds of ``P`` scores."""
+    first, last = layers[0], layers[-1]
+    geometries = [BufferGeometry(first.sf, first.simd, first.simd, first.sf)]
+    for g, after in zip(layers[:-1], layers[1:]):
+        geometries.append(BufferGeometry(g.nf, g.pe, after.simd, after.sf))
+    geometries.append(BufferGeometry(last.nf, last.pe * last.score_bits, last.score_bits, last.out_features))
+    return geometries

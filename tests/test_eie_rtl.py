@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """EIE engine RTL (Amaranth simulator) against the golden model, the cycle model and Verilator lint."""
 
 import math
@@ -300,7 +301,7 @@ def test_columns_empty_in_some_pes_cost_them_nothing():
     m = engine_cycles(image, x[0], hw)
     empty = (np.stack([np.diff(pe.ptr[:cols + 1]) for pe in image.pes]) == 0).mean()
     assert empty > 0.4
-    assert m["compute_cycles"] <= 1.05 * m["ideal_cycles"] + 12 + rows // 8, m
+    assert m["compute_cycles"] <= 1.05 * m["ideal_cycles"] + pipeline_latency(image, hw), m
     y, stats = simulate(image, x, hw=hw)
     assert np.array_equal(y, golden.run(image, x))
     assert stats[0]["compute_cycles"] == m["compute_cycles"]

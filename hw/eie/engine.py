@@ -3,53 +3,57 @@
 Block diagram::
 
     load ──► decode ──► every PE's spmat / ptr (even, odd) / bias / codebook, the layer table
-    input ─► PE j % n_pe, slot j // n_pe of activation bank 0, non-zero flag j of bank 0
-                   ┌─────────── control unit ────────────┐
-    flags[src] ──► │ window of W flags ─► LNZD tree ─► j │ ─► A: read a_j (every PE's bank, addr slot)
-                   │                                      │    and every PE's pointers of column j
-                   │                                      │ ─► B: broadcast (j, a_j); a PE enqueues
-                   └──────────────────────────────────────┘     (start, end, a_j) only if end > start
-                                                                (waits while such a queue is full)
+    input ─► PE j % n_pe, slot j // n_pe of activation bank 0; flag j packed into window words
+                   ┌──────────────── control unit ─────────────────┐
+    flag memory ─► │ window word ─► live ─► LNZD ─► column queue   │ ─► A: read a_j (every PE's bank)
+    (one window    │                                               │    and every PE's pointers of j
+     per word)     │                                               │ ─► A2: data out of the memories
+                   │                                               │ ─► B: broadcast (j, a_j); a PE
+                   └───────────────────────────────────────────────┘    enqueues (start, end, a_j)
+                                                                        only if end > start (waits
+                                                                        while such a queue is full)
     PE p: pointer banks ─► queue ─► walker ─► spmat word ─► codebook ─► MAC (+ forwarding) ─► acc
-    write-back: acc + bias ─► round, saturate, ReLU ─► activation bank dst, flags[dst]
+    write-back: acc + bias ─► round, saturate, ReLU ─► activation bank dst; flags packed ─► dst words
     output ◄── last layer's bank, rows in order
 
 Activation banks are ping-pong: layer ``l`` reads bank ``l % 2`` and writes bank ``(l + 1) % 2``;
-accumulators are ping-pong too (bank ``l % 2`` in every PE), so the write-back of layer ``l`` runs
-beside the broadcasts of layer ``l + 1``: the LNZD scan reads a window of flags only once the
-write-back has stored all of that window's local rows. The layer table (rows, cols, relu,
-weight_frac, ptr_base, bias_base, codebook_base, last) is a memory in the control unit; all its
-layers run back to back for each input vector.
+so are the flag memory's two banks and the accumulators (bank ``l % 2`` in every PE), so the
+write-back of layer ``l`` runs beside the broadcasts of layer ``l + 1``: the scan loads a window of
+flags only once the write-back has stored all of that window's local rows. The layer table (rows,
+cols, relu, weight_frac, ptr_base, bias_base, codebook_base, last) is a memory in the control
+unit; all its layers run back to back for each input vector.
 
 Control-unit states: ``IDLE`` (loads and inputs) ─► ``SETUP`` (layer fields) ─► ``BCAST``
 (LNZD scan and broadcast) ─► ``DRAIN`` (PEs finish; the write-back starts in the background)
 ─► ``NEXT`` (layer-table read) ─► ``SETUP`` ... last layer: ``DRAIN`` ─► ``FINISH`` (write-back
 done) ─► ``OUT`` (results) ─► ``IDLE``.
 
-Control-unit pipeline: stage A finds the window's lowest live flag (LNZD tree), or skips an
-all-zero window in one cycle, and reads ``a_j`` from every PE's source bank (slot ``j // n_pe``,
-from a constant table per window position: no divider) and, in every PE, the column's two pointers;
-stage B selects PE ``j % n_pe``'s word and broadcasts when every PE for which the column is
-non-empty has room in its queue, otherwise holds (the read ports keep their data). A PE with no
-entries in column ``j`` neither enqueues it nor holds the broadcast back.
+Control-unit pipeline (:mod:`eiex.hw.eie.scan` for the scan): the scan hands one non-zero per
+cycle to a short column queue (``j``, its slot and PE, from constant tables per window position:
+no divider); stage ``A`` takes the queue head and reads ``a_j`` from every PE's source bank and,
+in every PE, the column's two pointers; ``A2`` has the data, ``A3`` registers it (no logic
+follows a block RAM's slow output in the same cycle); stage ``B`` holds ``a_j`` (PE
+``j % n_pe``'s word) and each PE's pointers, and broadcasts when every PE for which the column is
+non-empty has room in its queue, otherwise holds (``A3`` and ``A2`` then hold too: the read ports
+keep their data). A PE with no entries in column ``j`` neither enqueues it nor holds the broadcast back.
 """
 
 from __future__ import annotations
 
-import enum
-
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from eiex.hw.eie.lnzd import LeadingNonZero
-from eiex.hw.eie.params import WEIGHT_FRAC_BITS, HwParams
-from eiex.hw.eie.pe import ProcessingElement
+from eiex.hw.eie.params import COLUMN_QUEUE_DEPTH, WEIGHT_FRAC_BITS, HwParams
+from eiex.hw.eie.pe import (ProcessingElement, act_port_signature, column_signature, pe_load_signature,
+                            writeback_signature)
+from eiex.hw.eie.scan import FlagPacker, WindowScan, column_layout
 from eiex.sw.errors import EiexError
 
 
-class MemSel(enum.IntEnum):
+class MemSel(enum.Enum, shape=3):
     """Which memory a load-interface write goes to."""
 
     SPMAT = 0
@@ -77,7 +81,7 @@ def load_layout(hw: HwParams) -> data.StructLayout:
     """Payload of the load interface: one memory word."""
     e = hw.engine
     return data.StructLayout({
-        "sel": 3,
+        "sel": MemSel,
         "pe": range(max(2, hw.n_pe)),
         "addr": max(hw.spmat_addr_bits, hw.ptr_addr_bits, hw.bias_addr_bits, hw.codebook_addr_bits,
                     hw.layer_bits),
@@ -111,20 +115,16 @@ class EieEngine(wiring.Component):
     STAT_BITS = 32
 
     def __init__(self, hw: HwParams, init: dict | None = None):
-        try:
-            if not isinstance(hw, HwParams):
-                raise EiexError(f"hw must be a HwParams, not {type(hw).__name__}")
-            if init is not None:
-                missing = {"pes", "layers"} - set(init)
-                if missing:
-                    raise EiexError(f"init lacks {sorted(missing)}")
-                if len(init["pes"]) != hw.n_pe:
-                    raise EiexError(f"init holds {len(init['pes'])} PEs, the engine has {hw.n_pe}")
-                if len(init["layers"]) > hw.max_layers:
-                    raise EiexError(f"init holds {len(init['layers'])} layers, the table has {hw.max_layers} rows")
-        except EiexError:
-            self._MustUse__used = True  # a rejected object is no forgotten hardware
-            raise
+        if not isinstance(hw, HwParams):
+            raise EiexError(f"hw must be a HwParams, not {type(hw).__name__}")
+        if init is not None:
+            missing = {"pes", "layers"} - set(init)
+            if missing:
+                raise EiexError(f"init lacks {sorted(missing)}")
+            if len(init["pes"]) != hw.n_pe:
+                raise EiexError(f"init holds {len(init['pes'])} PEs, the engine has {hw.n_pe}")
+            if len(init["layers"]) > hw.max_layers:
+                raise EiexError(f"init holds {len(init['layers'])} layers, the table has {hw.max_layers} rows")
         self.hw = hw
         self.init = init
         act = signed(hw.engine.act_bits)
@@ -137,57 +137,183 @@ class EieEngine(wiring.Component):
         })
 
     def elaborate(self, platform):
-        hw, e = self.hw, self.hw.engine
-        n_pe, slots, W = hw.n_pe, hw.slots, hw.window
+        hw = self.hw
         m = Module()
         init = self.init or {}
+        # the control unit's side of every PE's interfaces
+        self._cols = [column_signature(hw).create(path=(f"col{p}",)) for p in range(hw.n_pe)]
+        self._wbs = [writeback_signature(hw).create(path=(f"wb{p}",)) for p in range(hw.n_pe)]
+        self._acts = [act_port_signature(hw).create(path=(f"act{p}",)) for p in range(hw.n_pe)]
+        self._pes = []
+        for p in range(hw.n_pe):
+            pe = m.submodules[f"pe{p}"] = ProcessingElement(hw, init=init["pes"][p] if init else None)
+            self._pes.append(pe)
+            wiring.connect(m, self._cols[p], pe.col)
+            wiring.connect(m, self._wbs[p], pe.wb)
+            wiring.connect(m, self._acts[p], pe.act)
 
-        pes = []
-        for p in range(n_pe):
-            pe = ProcessingElement(hw, init=init["pes"][p] if init else None)
-            m.submodules[f"pe{p}"] = pe
-            pes.append(pe)
-
-        # ---- layer table ------------------------------------------------------------------
-        lay = layer_layout(hw)
-        table = m.submodules.layer_table = Memory(shape=lay, depth=hw.max_layers,
+        table = m.submodules.layer_table = Memory(shape=layer_layout(hw), depth=hw.max_layers,
                                                   init=init.get("layers", []))
-        tw = table.write_port()
-        tr = table.read_port()
-        l_idx = Signal(range(max(2, hw.max_layers)))
-        m.d.comb += tr.addr.eq(l_idx)
-        cur = Signal(lay)  # the running layer's fields
-        wbl = Signal(lay)  # the fields of the layer being written back
-        wb_parity = Signal()  # its index's parity: accumulator bank, activation bank ~wb_parity
+        self._table_r = table.read_port()
+        self._l_idx = Signal(range(max(2, hw.max_layers)))
+        m.d.comb += self._table_r.addr.eq(self._l_idx)
+        self._cur = Signal(layer_layout(hw))  # the running layer's fields
+        self._wbl = Signal(layer_layout(hw))  # the fields of the layer being written back
+        self._wb_parity = Signal()  # its index's parity: accumulator bank, activation bank ~parity
+        for pe in self._pes:
+            fields = {"ptr_base": self._cur.ptr_base, "codebook_base": self._cur.codebook_base,
+                      "mac_bank": self._l_idx[0], "bias_base": self._wbl.bias_base,
+                      "weight_frac": self._wbl.weight_frac, "relu": self._wbl.relu, "wb_bank": self._wb_parity}
+            m.d.comb += [getattr(pe.layer, name).eq(value) for name, value in fields.items()]
 
-        # ---- load interface ---------------------------------------------------------------
+        self._load(m, table)
+        flags = m.submodules.flags = Memory(shape=hw.window, depth=hw.flag_depth, init=[])
+        flag_w = flags.write_port()
+        flag_r = flags.read_port(transparent_for=(flag_w,))
+        scan = m.submodules.scan = WindowScan(hw)
+        m.d.comb += [flag_r.addr.eq(scan.flag_addr), scan.flag_data.eq(flag_r.data)]
+        in_fire = self._inputs(m, flag_w)
+        self._writeback(m, flag_w, in_fire)
+        colq = m.submodules.column_queue = SyncFIFO(width=column_layout(hw).size, depth=COLUMN_QUEUE_DEPTH)
+        m.d.comb += [colq.w_en.eq(scan.column.valid), colq.w_data.eq(scan.column.payload),
+                     scan.column.ready.eq(colq.w_rdy)]
+        stages_empty = self._broadcast(m, colq)
+        self._control(m, scan, colq, stages_empty)
+        return m
+
+    def _bank_addr(self, bank, slot):
+        return Mux(bank, self.hw.slots + slot, slot)
+
+    def _load(self, m, table):
+        """Decode load-interface writes into the layer table and every PE's memories."""
+        hw = self.hw
         ld = self.load.payload
-        ld_fire = Signal()
-        tbl_ok = Signal()  # the layer table read port shows row 0 as it is now
-        m.d.comb += ld_fire.eq(self.load.valid & self.load.ready)
-        m.d.sync += tbl_ok.eq(0)
-        m.d.comb += [tw.en.eq(ld_fire & (ld.sel == MemSel.LAYER)), tw.addr.eq(ld.addr),
-                     tw.data.eq(ld.data[:lay.size])]
-        for p, pe in enumerate(pes):
-            mine = ld_fire & (ld.pe == p)
-            m.d.comb += [
-                pe.ld_spmat.eq(mine & (ld.sel == MemSel.SPMAT)),
-                pe.ld_ptr.eq(mine & (ld.sel == MemSel.PTR)),
-                pe.ld_bias.eq(mine & (ld.sel == MemSel.BIAS)),
-                pe.ld_codebook.eq(ld_fire & (ld.sel == MemSel.CODEBOOK)),
-                pe.ld_addr.eq(ld.addr), pe.ld_data.eq(ld.data),
-                pe.ptr_base.eq(cur.ptr_base), pe.codebook_base.eq(cur.codebook_base),
-                pe.mac_bank.eq(l_idx[0]),
-                pe.bias_base.eq(wbl.bias_base), pe.weight_frac.eq(wbl.weight_frac),
-                pe.relu.eq(wbl.relu), pe.wb_bank.eq(wb_parity),
-            ]
+        fire = Signal()
+        m.d.comb += fire.eq(self.load.valid & self.load.ready)
+        tw = table.write_port()
+        m.d.comb += [tw.en.eq(fire & (ld.sel == MemSel.LAYER)), tw.addr.eq(ld.addr),
+                     tw.data.eq(ld.data[:layer_layout(hw).size])]
+        for p, pe in enumerate(self._pes):
+            port = pe_load_signature(hw).create(path=(f"ld{p}",))
+            wiring.connect(m, port, pe.load)
+            mine = fire & (ld.pe == p)
+            m.d.comb += [port.spmat.eq(mine & (ld.sel == MemSel.SPMAT)), port.ptr.eq(mine & (ld.sel == MemSel.PTR)),
+                         port.bias.eq(mine & (ld.sel == MemSel.BIAS)),
+                         port.codebook.eq(fire & (ld.sel == MemSel.CODEBOOK)),
+                         port.addr.eq(ld.addr), port.data.eq(ld.data)]
+        self._ld_fire = fire
 
-        # ---- non-zero flags beside the activation banks -----------------------------------
-        flags = Signal(2 * hw.flag_bits)
-        src_bank = l_idx[0]
-        dst_bank = ~l_idx[0]
+    def _inputs(self, m, flag_w):
+        """Input counters: activation ``j`` to PE ``j % n_pe``, slot ``j // n_pe`` of bank 0, its
+        flag packed into window word ``j // W`` of bank 0. Returns the input transfer strobe."""
+        hw = self.hw
+        self._in_j = Signal(hw.width_bits)
+        in_pe = Signal(range(max(2, hw.n_pe)))
+        in_slot = Signal(range(hw.slots))
+        in_k = Signal(range(max(2, hw.window)))  # position in the window
+        in_win = Signal(range(hw.n_windows))
+        fire = Signal()
+        m.d.comb += fire.eq(self.input.valid & self.input.ready)
+        packer = m.submodules.input_flags = FlagPacker(hw.window, 1)
+        m.d.comb += [packer.valid.eq(fire), packer.pos.eq(in_k), packer.bits.eq(self.input.payload != 0)]
+        with m.If(fire):
+            m.d.comb += [flag_w.en.eq(1), flag_w.addr.eq(in_win), flag_w.data.eq(packer.word)]
+            for p, act in enumerate(self._acts):
+                m.d.comb += [act.we.eq(in_pe == p), act.waddr.eq(in_slot), act.wdata.eq(self.input.payload)]
+            with m.If(in_pe == hw.n_pe - 1):
+                m.d.sync += [in_pe.eq(0), in_slot.eq(in_slot + 1)]
+            with m.Else():
+                m.d.sync += in_pe.eq(in_pe + 1)
+            with m.If(in_k == hw.window - 1):
+                m.d.sync += [in_k.eq(0), in_win.eq(in_win + 1)]
+            with m.Else():
+                m.d.sync += in_k.eq(in_k + 1)
+            m.d.sync += self._in_j.eq(self._in_j + 1)
+            with m.If(self._in_j + 1 == self._table_r.data.cols):
+                m.d.sync += [self._in_j.eq(0), in_pe.eq(0), in_slot.eq(0), in_k.eq(0), in_win.eq(0)]
+        return fire
 
-        # ---- statistics -------------------------------------------------------------------
+    def _writeback(self, m, flag_w, in_fire):
+        """Write-back sequencer: one local row per cycle in every PE, beside the next layer's
+        scan; the PEs' flags packed into the destination bank's window words."""
+        hw = self.hw
+        wbl = self._wbl
+        self._wb_start = Signal()
+        self._wb_running = Signal()
+        issued = Signal(range(hw.slots + 1))
+        wb_j = Signal(hw.width_bits + 1)  # issued * n_pe
+        self._wb_written = Signal(range(hw.slots + 1))  # local rows whose results and flags are stored
+        pos = Signal(range(max(2, hw.win_slots)))  # the next flag group's place in its window
+        win = Signal(range(hw.n_windows))
+        lim = Signal(hw.width_bits + 2)
+        m.d.comb += lim.eq(wbl.rows - wb_j)
+        flag_valid = self._wbs[0].flag_valid  # every PE writes back the same slot in the same cycle
+        packer = m.submodules.writeback_flags = FlagPacker(hw.window, hw.n_pe)
+        m.d.comb += [packer.valid.eq(flag_valid), packer.pos.eq(pos), packer.bits.eq(Cat(wb.flag for wb in self._wbs))]
+        with m.If(flag_valid & ~in_fire):
+            m.d.comb += [flag_w.en.eq(1), flag_w.addr.eq(Mux(self._wb_parity, win, hw.n_windows + win)),
+                         flag_w.data.eq(packer.word)]
+        # the commands go out of registers (a write-back starts only once the one before is over,
+        # so wb_start never meets a running write-back)
+        m.d.sync += [wb.valid.eq(0) for wb in self._wbs]
+        with m.If(self._wb_running & (wb_j < wbl.rows)):
+            for p, wb in enumerate(self._wbs):
+                m.d.sync += [wb.valid.eq(1), wb.slot.eq(issued), wb.ok.eq(p < lim)]
+            m.d.sync += [issued.eq(issued + 1), wb_j.eq(wb_j + hw.n_pe)]
+        with m.If(self._wb_start):
+            m.d.sync += [wbl.eq(self._cur), self._wb_parity.eq(self._l_idx[0]), self._wb_running.eq(1),
+                         issued.eq(0), wb_j.eq(0), self._wb_written.eq(0), pos.eq(0), win.eq(0)]
+        with m.Elif(self._wb_running):
+            with m.If(flag_valid):
+                m.d.sync += self._wb_written.eq(self._wb_written + 1)
+                with m.If(pos == hw.win_slots - 1):
+                    m.d.sync += [pos.eq(0), win.eq(win + 1)]
+                with m.Else():
+                    m.d.sync += pos.eq(pos + 1)
+                with m.If((self._wb_written + 1 == issued) & (wb_j >= wbl.rows)):
+                    m.d.sync += self._wb_running.eq(0)
+
+    def _broadcast(self, m, colq):
+        """Stages ``A``, ``A2``, ``A3``, ``B``: returns "no column in them"."""
+        hw = self.hw
+        head = data.View(column_layout(hw), colq.r_data)
+        a2_valid = Signal()
+        a2_pe = Signal(range(max(2, hw.n_pe)))
+        a3_valid = Signal()
+        a3_pe = Signal(range(max(2, hw.n_pe)))
+        a3_act = [Signal(signed(hw.engine.act_bits), name=f"a3_act{p}") for p in range(hw.n_pe)]
+        b_valid = Signal()
+        b_a = Signal(signed(hw.engine.act_bits))
+        all_ready = Signal()
+        m.d.comb += all_ready.eq(Cat(col.ready | ~col.need for col in self._cols).all())
+        fire = Signal()
+        m.d.comb += fire.eq(b_valid & all_ready)
+        adv_b = Signal()
+        m.d.comb += adv_b.eq(~b_valid | fire)
+        adv_a3 = Signal()
+        m.d.comb += adv_a3.eq(~a3_valid | adv_b)
+        self._adv_a2 = Signal()
+        m.d.comb += self._adv_a2.eq(~a2_valid | adv_a3)
+        self._pop = Signal()  # driven in BCAST
+        m.d.comb += colq.r_en.eq(self._pop)
+        self._head = head
+        for col in self._cols:
+            m.d.comb += [col.j.eq(head.j), col.hold.eq(adv_a3), col.capture.eq(adv_b), col.fire.eq(fire),
+                         col.a.eq(b_a)]
+        with m.If(self._adv_a2):
+            m.d.sync += [a2_valid.eq(self._pop), a2_pe.eq(head.pe)]
+        with m.If(adv_a3):
+            m.d.sync += [a3_valid.eq(a2_valid), a3_pe.eq(a2_pe)]
+            m.d.sync += [reg.eq(act.rdata) for reg, act in zip(a3_act, self._acts)]
+        with m.If(adv_b):
+            m.d.sync += [b_valid.eq(a3_valid), b_a.eq(Array(a3_act)[a3_pe])]
+        return ~colq.r_rdy & ~a2_valid & ~a3_valid & ~b_valid
+
+    def _control(self, m, scan, colq, stages_empty):
+        hw = self.hw
+        cur, l_idx, tr = self._cur, self._l_idx, self._table_r
+        src_bank, dst_bank = l_idx[0], ~l_idx[0]
+
         running = Signal()
         computing = Signal()
         run_count = Signal(self.STAT_BITS)
@@ -197,152 +323,53 @@ class EieEngine(wiring.Component):
         with m.If(computing):
             m.d.sync += comp_count.eq(comp_count + 1)
 
-        # ---- input counters ---------------------------------------------------------------
-        in_j = Signal(hw.width_bits)
-        in_pe = Signal(range(max(2, n_pe)))
-        in_slot = Signal(range(slots))
+        m.d.comb += [scan.bank.eq(src_bank), scan.cols.eq(cur.cols),
+                     scan.readable.eq(Mux(self._wb_running, self._wb_written, hw.slots))]
 
-        # ---- LNZD scan state --------------------------------------------------------------
-        win = Signal(range(hw.n_windows + 1))  # window index
-        jbase = Signal(hw.width_bits + 1)  # win * W
-        pos = Signal(range(W + 1))  # first flag of the window still to look at
-        scan_done = Signal()
-        lnzd = m.submodules.lnzd = LeadingNonZero(W)
-        window = Signal(W)
-        m.d.comb += window.eq(flags.word_select(Mux(src_bank, hw.n_windows + win, win), W))
-        lim = Signal(hw.width_bits + 2)
-        m.d.comb += lim.eq(cur.cols - jbase)
-        mask = Signal(W)
-        m.d.comb += mask.eq(Cat(*((k >= pos) & (k < lim) for k in range(W))))
-        live = Signal(W)  # flags still to broadcast in this window
-        m.d.comb += live.eq(Mux(scan_done, 0, window & mask))
-        m.d.comb += lnzd.flags.eq(live)
-        last_in_window = Signal()  # the detected flag is the window's last live one
-        m.d.comb += last_in_window.eq((live & (live - 1)) == 0)
-        idx_slot = Array(Const(k // n_pe, range(max(2, hw.win_slots))) for k in range(W))
-        idx_pe = Array(Const(k % n_pe, range(max(2, n_pe))) for k in range(W))
-
-        next_window = Signal()
-        # stage B: the activation read is in flight / held; broadcast when every queue has room
-        b_valid = Signal()
-        b_j = Signal(hw.width_bits)
-        b_pe = Signal(range(max(2, n_pe)))
-        all_ready = Signal()
-        # only the PEs for which column b_j has entries enqueue it (pointers read in stage A)
-        m.d.comb += all_ready.eq(Cat(*(pe.q_ready | ~pe.q_ne for pe in pes)).all())
-        fire = Signal()
-        m.d.comb += fire.eq(b_valid & all_ready)
-        advance = Signal()
-        m.d.comb += advance.eq(~b_valid | fire)
-        rdata = Array(pe.act_rdata for pe in pes)
-        for pe in pes:
-            m.d.comb += [pe.q_valid.eq(fire), pe.q_a.eq(rdata[b_pe])]
-
-        # ---- write-back: one local row per cycle in every PE, beside the next layer's scan --
-        wb_running = Signal()
-        wb_start = Signal()
-        wb_slot = Signal(range(slots + 1))
-        wb_j = Signal(hw.width_bits + 1)  # wb_slot * n_pe
-        wb_written = Signal(range(slots + 1))  # local rows whose results and flags are stored
-        wb_lim = Signal(hw.width_bits + 2)
-        m.d.comb += wb_lim.eq(wbl.rows - wb_j)
-        wb_flag_slot = Signal(range(slots))
-        wb_flag_valid = Signal()
-        m.d.comb += wb_flag_valid.eq(pes[0].flag_valid)
-        m.d.sync += wb_flag_slot.eq(wb_slot)  # the slot issued one cycle earlier
-        with m.If(wb_start):
-            m.d.sync += [wbl.eq(cur), wb_parity.eq(l_idx[0]), wb_running.eq(1), wb_slot.eq(0),
-                         wb_j.eq(0), wb_written.eq(0)]
-        with m.Elif(wb_running):
-            with m.If(wb_j < wbl.rows):
-                for p, pe in enumerate(pes):
-                    m.d.comb += [pe.wb_valid.eq(1), pe.wb_slot.eq(wb_slot), pe.wb_ok.eq(p < wb_lim)]
-                m.d.sync += [wb_slot.eq(wb_slot + 1), wb_j.eq(wb_j + n_pe)]
-            with m.If(wb_flag_valid):
-                m.d.sync += wb_written.eq(wb_flag_slot + 1)
-                with m.If(wb_j >= wbl.rows):
-                    m.d.sync += wb_running.eq(0)
-        # the scan reads a window only once the write-back has stored all of it
-        window_ready = Signal()
-        m.d.comb += window_ready.eq(~wb_running | (wb_written >= (win + 1) * hw.win_slots))
-
-        # ---- output counters --------------------------------------------------------------
         out_j = Signal(hw.width_bits)  # next to read
-        out_pe = Signal(range(max(2, n_pe)))
-        out_slot = Signal(range(slots))
+        out_pe = Signal(range(max(2, hw.n_pe)))
+        out_slot = Signal(range(hw.slots))
         out_sent = Signal(hw.width_bits)
         o_valid = Signal()
-        o_pe = Signal(range(max(2, n_pe)))
-        m.d.comb += self.output.valid.eq(o_valid)
-        m.d.comb += self.output.payload.eq(rdata[o_pe])
-
+        o_pe = Signal(range(max(2, hw.n_pe)))
+        rdata = Array(act.rdata for act in self._acts)
+        m.d.comb += [self.output.valid.eq(o_valid), self.output.payload.eq(rdata[o_pe])]
         any_busy = Signal()
-        m.d.comb += any_busy.eq(Cat(*(pe.busy for pe in pes)).any())
-
-        def bank_addr(bank, slot):
-            return Mux(bank, slots + slot, slot)
+        m.d.comb += any_busy.eq(Cat(pe.busy for pe in self._pes).any())
+        tbl_ok = Signal()  # the layer table read port shows row 0 as it is now
+        m.d.sync += tbl_ok.eq(0)
 
         with m.FSM(name="ccu"):
             with m.State("IDLE"):
                 # loads only between input vectors; inputs not in the cycle after a load (table read)
-                m.d.sync += tbl_ok.eq(~ld_fire)
-                m.d.comb += [self.load.ready.eq(in_j == 0),
-                             self.input.ready.eq(tbl_ok & ~(self.load.valid & (in_j == 0)))]
+                m.d.sync += tbl_ok.eq(~self._ld_fire)
+                m.d.comb += [self.load.ready.eq(self._in_j == 0),
+                             self.input.ready.eq(tbl_ok & ~(self.load.valid & (self._in_j == 0)))]
                 with m.If(self.input.valid & self.input.ready):
-                    for p, pe in enumerate(pes):
-                        m.d.comb += [pe.act_we.eq(in_pe == p), pe.act_waddr.eq(in_slot),
-                                     pe.act_wdata.eq(self.input.payload)]
-                    m.d.sync += flags.bit_select(in_j, 1).eq(self.input.payload != 0)
-                    with m.If(in_j == 0):
+                    with m.If(self._in_j == 0):
                         m.d.sync += [running.eq(1), run_count.eq(1)]
-                    with m.If(in_pe == n_pe - 1):
-                        m.d.sync += [in_pe.eq(0), in_slot.eq(in_slot + 1)]
-                    with m.Else():
-                        m.d.sync += in_pe.eq(in_pe + 1)
-                    m.d.sync += in_j.eq(in_j + 1)
-                    with m.If(in_j + 1 == tr.data.cols):
-                        m.d.sync += [in_j.eq(0), in_pe.eq(0), in_slot.eq(0)]
+                    with m.If(self._in_j + 1 == tr.data.cols):
                         m.next = "SETUP"
 
             with m.State("SETUP"):
-                m.d.sync += [cur.eq(tr.data), win.eq(0), jbase.eq(0), pos.eq(0), scan_done.eq(0),
-                             computing.eq(1)]
+                m.d.comb += scan.start.eq(1)
+                m.d.sync += [cur.eq(tr.data), computing.eq(1)]
                 with m.If(l_idx == 0):
                     m.d.sync += comp_count.eq(1)
                 m.next = "BCAST"
 
             with m.State("BCAST"):
-                # stage A: pick the next non-zero of the window, or skip the window
-                a_issue = Signal()  # stage A hands a non-zero to stage B this cycle
-                with m.If(~scan_done & window_ready):
-                    with m.If(lnzd.found):
-                        with m.If(advance):
-                            m.d.comb += a_issue.eq(1)
-                            slot = Signal(range(slots))
-                            m.d.comb += slot.eq(win * hw.win_slots + idx_slot[lnzd.index])
-                            for pe in pes:
-                                m.d.comb += [pe.act_raddr.eq(bank_addr(src_bank, slot)), pe.act_ren.eq(1),
-                                             pe.pr_en.eq(1), pe.pr_j.eq(jbase + lnzd.index)]
-                            m.d.sync += [b_valid.eq(1), b_j.eq(jbase + lnzd.index),
-                                         b_pe.eq(idx_pe[lnzd.index]), pos.eq(lnzd.index + 1)]
-                            with m.If(last_in_window):
-                                m.d.comb += next_window.eq(1)
-                    with m.Else():
-                        m.d.comb += next_window.eq(1)
-                    with m.If(next_window):
-                        m.d.sync += [win.eq(win + 1), jbase.eq(jbase + W), pos.eq(0)]
-                        with m.If(jbase + W >= cur.cols):
-                            m.d.sync += scan_done.eq(1)
-                # (a window not yet written back may show stale flags: only a_issue refills B)
-                with m.If(fire & ~a_issue):
-                    m.d.sync += b_valid.eq(0)
-                with m.If(scan_done & ~b_valid):
+                m.d.comb += [scan.run.eq(1), self._pop.eq(colq.r_rdy & self._adv_a2)]
+                for col, act in zip(self._cols, self._acts):
+                    m.d.comb += [col.en.eq(self._adv_a2), act.raddr.eq(self._bank_addr(src_bank, self._head.slot)),
+                                 act.ren.eq(self._adv_a2)]
+                with m.If(scan.done & stages_empty):
                     m.next = "DRAIN"
 
             with m.State("DRAIN"):
                 # the previous layer's write-back is over: this layer's scan needed all of it
                 with m.If(~any_busy):
-                    m.d.comb += wb_start.eq(1)
+                    m.d.comb += self._wb_start.eq(1)
                     with m.If(cur.last):
                         m.next = "FINISH"
                     with m.Else():
@@ -350,7 +377,7 @@ class EieEngine(wiring.Component):
                         m.next = "NEXT"
 
             with m.State("FINISH"):
-                with m.If(~wb_running):
+                with m.If(~self._wb_running):
                     m.d.sync += [computing.eq(0), out_j.eq(0), out_pe.eq(0), out_slot.eq(0),
                                  out_sent.eq(0), o_valid.eq(0)]
                     m.next = "OUT"
@@ -363,10 +390,10 @@ class EieEngine(wiring.Component):
                 m.d.comb += adv.eq(~o_valid | self.output.ready)
                 with m.If(adv):
                     with m.If(out_j < cur.rows):
-                        for pe in pes:
-                            m.d.comb += [pe.act_raddr.eq(bank_addr(dst_bank, out_slot)), pe.act_ren.eq(1)]
+                        for act in self._acts:
+                            m.d.comb += [act.raddr.eq(self._bank_addr(dst_bank, out_slot)), act.ren.eq(1)]
                         m.d.sync += [o_valid.eq(1), o_pe.eq(out_pe), out_j.eq(out_j + 1)]
-                        with m.If(out_pe == n_pe - 1):
+                        with m.If(out_pe == hw.n_pe - 1):
                             m.d.sync += [out_pe.eq(0), out_slot.eq(out_slot + 1)]
                         with m.Else():
                             m.d.sync += out_pe.eq(out_pe + 1)
@@ -378,9 +405,3 @@ class EieEngine(wiring.Component):
                         m.d.sync += [running.eq(0), self.cycles.eq(run_count + 1),
                                      self.compute_cycles.eq(comp_count), l_idx.eq(0), o_valid.eq(0)]
                         m.next = "IDLE"
-
-        # flags written back by the PEs (all PEs write back the same slot in the same cycle)
-        with m.If(wb_flag_valid):
-            m.d.sync += flags.word_select(bank_addr(~wb_parity, wb_flag_slot), n_pe).eq(
-                Cat(*(pe.flag for pe in pes)))
-        return m

@@ -36,7 +36,6 @@ class LeadingNonZero(wiring.Component):
 
     def __init__(self, width: int):
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            self._MustUse__used = True  # a rejected object is no forgotten hardware
             raise EiexError(f"width must be a positive integer, not {width!r}")
         self.width = width
         super().__init__({

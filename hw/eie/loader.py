@@ -9,11 +9,7 @@ from eiex.sw.eie_image import EieImage
 
 def pack(layout, fields: dict) -> int:
     """The bits of a struct layout's value, as an unsigned int."""
-    word = 0
-    for name, field in layout:
-        width = field.width
-        word |= (int(fields[name]) & ((1 << width) - 1)) << field.offset
-    return word
+    return layout.const(fields).as_value().value
 
 
 def layer_rows(image: EieImage, hw: HwParams) -> list[dict]:
@@ -57,7 +53,7 @@ def load_writes(image: EieImage, hw: HwParams, skip_zero: bool = False) -> list[
     def put(sel, pe, words):
         for addr, word in enumerate(words):
             if word or not skip_zero:
-                writes.append({"sel": int(sel), "pe": pe, "addr": addr, "data": int(word)})
+                writes.append({"sel": sel.value, "pe": pe, "addr": addr, "data": int(word)})
 
     for p, pe in enumerate(contents["pes"]):
         put(MemSel.SPMAT, p, pe["spmat"])
@@ -66,5 +62,5 @@ def load_writes(image: EieImage, hw: HwParams, skip_zero: bool = False) -> list[
     put(MemSel.CODEBOOK, 0, contents["pes"][0]["codebook"])
     lay = layer_layout(hw)
     for l, row in enumerate(contents["layers"]):
-        writes.append({"sel": int(MemSel.LAYER), "pe": 0, "addr": l, "data": pack(lay, row)})
+        writes.append({"sel": MemSel.LAYER.value, "pe": 0, "addr": l, "data": pack(lay, row)})
     return writes

@@ -16,6 +16,9 @@ from eiex.sw.errors import EiexError
 WEIGHT_FRAC_BITS = 6
 #: default number of non-zero flags the LNZD tree looks at per cycle (rounded up to whole slots)
 DEFAULT_WINDOW = 16
+#: entries of the control unit's column queue between the LNZD scan and the broadcast stages
+#: (two keep one column per cycle flowing; the scan then never waits on the broadcast's handshake)
+COLUMN_QUEUE_DEPTH = 2
 
 
 def _check_positive(name: str, value) -> None:
@@ -120,6 +123,12 @@ class HwParams:
     @property
     def n_windows(self) -> int:
         return self.slots // self.win_slots
+
+    @property
+    def flag_depth(self) -> int:
+        """Words of the non-zero flag memory: one window per word, two banks, and one spare word
+        that the scan may prefetch past a bank's last window."""
+        return 2 * self.n_windows + 1
 
     @property
     def flag_bits(self) -> int:

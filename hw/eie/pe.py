@@ -1,26 +1,32 @@
-"""One EIE processing element: activation queue, pointer banks, sparse-matrix walk, codebook MAC,
-accumulators with forwarding, write-back (round, saturate, ReLU) and the PE's activation banks.
+"""One EIE processing element: pointer banks, activation queue, column walker, codebook MAC with
+forwarding, accumulators, write-back and the PE's activation banks.
 
 Pipeline of one column ``j`` (one entry per cycle once running, no bubbles between columns):
 
-* pointer read, in the control unit's stage A (``pr_en``, ``pr_j``): ``ptr[ptr_base + j]`` and
-  ``ptr[ptr_base + j + 1]`` from the even and odd pointer banks (one read each, same cycle); the
-  data is held while the broadcast waits, and ``q_ne`` tells whether the column has entries here.
-* broadcast (stage B, ``q_valid``): only a non-empty column is enqueued, as ``(start, end, a_j)``;
-  an empty column costs this PE neither a queue slot nor a cycle. The control unit broadcasts when
-  every PE with ``q_ne`` has room (``q_ready``), so a PE without entries never blocks it.
+* pointers (:class:`~eiex.hw.eie.pointers.PointerReader`), read in the control unit's stage ``A``
+  and held in stage ``B``, where ``need`` tells whether the column has entries here;
+* broadcast (``col.fire``): only a non-empty column is enqueued, as ``(start, end, a_j)``; an
+  empty column costs this PE neither a queue slot nor a cycle. The control unit broadcasts when
+  every PE with ``need`` has room (``ready``), so a PE without entries never blocks it;
 * walker: issues entry addresses ``start .. end - 1``, one per cycle, taking the queue head while
-  the previous column issues its last entry.
-* ``E1``: the sparse-matrix word (``entries_per_word`` entries) arrives; the entry is selected,
-  ``r = r + z + 1`` (``r = z`` at a column's first entry); codebook and accumulator reads issued.
-* ``E2``: ``acc[r] += codebook[v] * a_j`` (fillers, ``v == 0``, skipped) and written back; when
-  ``E1`` reads the row that ``E2`` writes in the same cycle, the new sum is forwarded.
+  the previous column issues its last entry; the sparse-matrix word is read;
+* ``E1``: the word is registered (every memory's data is, before any logic: a block RAM's
+  output is slow); ``E1w``: the entry is selected from it and registered;
+* ``E2``: ``r = r + z + 1`` (``r = z`` at a column's first entry); the codebook read is issued;
+* ``E3``: the weight is registered;
+* ``E4``: ``weight * a_j`` is registered; the accumulator read of row ``r`` is issued;
+* ``E5``: the accumulator is registered;
+* ``E6``: ``acc[r] += product`` (fillers, ``v == 0``, skipped) is written back. The read in
+  ``E4`` misses the sums of the two entries ahead (made in the cycle of the read and the next):
+  they are forwarded, the newer first.
 
-Write-back, driven by the control unit one local row per cycle: ``W1`` reads ``acc[s]`` and
-``bias[bias_base + s]``, ``W2`` writes ``round(acc + bias)``, saturated (and ReLU'd) into the
-destination activation bank, reports the non-zero flag, and clears ``acc[s]`` to 0 for the layer
-after next. Accumulating from 0 and adding the bias at write-back gives the same exact sum as
-starting the accumulator at the bias, without a bias-loading pass before each layer.
+Write-back, driven by the control unit one local row per cycle: ``acc[s]`` and
+``bias[bias_base + s]`` are read, then :class:`~eiex.hw.eie.rescale.Rescale` rounds, saturates and
+ReLUs their sum (the data registered first); its result goes into the destination activation bank with the non-zero flag
+reported to the control unit (:data:`WRITEBACK_LATENCY` cycles after the command), and ``acc[s]``
+is cleared to 0 (one cycle after its read) for the layer after next. Accumulating from 0 and adding
+the bias at write-back gives the same exact sum as starting the accumulator at the bias, without a
+bias-loading pass before each layer.
 
 The accumulators are two banks (layer parity): the write-back of layer ``l`` owns bank ``l % 2``
 while the MAC of layer ``l + 1`` works in the other one, so the two overlap.
@@ -29,238 +35,277 @@ while the MAC of layer ``l + 1`` works in the other one, so the two overlap.
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from eiex.hw.eie.params import WEIGHT_FRAC_BITS, HwParams
+from eiex.hw.eie.pointers import PointerReader
+from eiex.hw.eie.rescale import Rescale
+
+#: cycles from the last entry's issue to the end of its accumulator write (``E1`` .. ``E6``)
+MAC_STAGES = 7
+#: cycles from a write-back command to its result's write and flag (memory read, its register,
+#: then the rescale pipeline)
+WRITEBACK_LATENCY = 2 + Rescale.LATENCY
 
 
-def pe_signature(hw: HwParams) -> dict:
+def column_signature(hw: HwParams) -> wiring.Signature:
+    """The control unit's broadcast to one PE, from the control unit's side."""
+    return wiring.Signature({
+        "en": Out(1), "j": Out(hw.width_bits),  # stage A: read column j's pointers
+        "hold": Out(1),  # stage A3 registers the pointers read
+        "capture": Out(1),  # stage B takes them
+        "fire": Out(1), "a": Out(signed(hw.engine.act_bits)),  # broadcast of stage B's column
+        "need": In(1), "ready": In(1),  # stage B's column has entries here / the queue has room
+    })
+
+
+def layer_fields_layout(hw: HwParams) -> data.StructLayout:
+    """The layer fields a PE uses: those of the layer multiplied and of the layer written back."""
+    return data.StructLayout({
+        "ptr_base": hw.ptr_addr_bits, "codebook_base": hw.codebook_addr_bits,
+        "mac_bank": 1,  # accumulator bank of the layer being multiplied (its parity)
+        "bias_base": hw.bias_addr_bits, "weight_frac": WEIGHT_FRAC_BITS, "relu": 1,
+        "wb_bank": 1,  # accumulator bank written back; activation bank ~wb_bank is written
+    })
+
+
+def writeback_signature(hw: HwParams) -> wiring.Signature:
+    """Write-back commands (one local row) and their flags, from the control unit's side."""
+    return wiring.Signature({
+        "valid": Out(1), "slot": Out(range(hw.slots)), "ok": Out(1),  # ok: the row exists here
+        "flag_valid": In(1), "flag": In(1),
+    })
+
+
+def act_port_signature(hw: HwParams) -> wiring.Signature:
+    """The control unit's read and (input) write port of a PE's activation banks."""
     e = hw.engine
-    act_addr = range(2 * hw.slots)
-    return {
-        # broadcast from the control unit into the activation queue
-        # pointer read of the column the control unit will broadcast next (its stage A); the
-        # data is held until the next read, and ``q_ne`` tells whether that column has entries here
-        "pr_en": In(1), "pr_j": In(hw.width_bits), "q_ne": Out(1),
-        "q_valid": In(1), "q_a": In(signed(e.act_bits)), "q_ready": Out(1),
-        # current layer's fields
-        "ptr_base": In(hw.ptr_addr_bits), "codebook_base": In(hw.codebook_addr_bits),
-        "mac_bank": In(1),  # accumulator bank of the layer being multiplied (its parity)
-        # fields of the layer being written back (may be the previous one, overlapping)
-        "bias_base": In(hw.bias_addr_bits), "weight_frac": In(WEIGHT_FRAC_BITS), "relu": In(1),
-        "wb_bank": In(1),  # its accumulator bank; it writes activation bank ``~wb_bank``
-        "busy": Out(1),
-        # write-back command (local row) and its result flag (two cycles later)
-        "wb_valid": In(1), "wb_slot": In(range(hw.slots)), "wb_ok": In(1),
-        "flag_valid": Out(1), "flag": Out(1),
-        # activation banks: the control unit's read port and its (input) write port
-        "act_raddr": In(act_addr), "act_ren": In(1), "act_rdata": Out(signed(e.act_bits)),
-        "act_we": In(1), "act_waddr": In(act_addr), "act_wdata": In(signed(e.act_bits)),
-        # load interface (already decoded for this PE)
-        "ld_spmat": In(1), "ld_ptr": In(1), "ld_bias": In(1), "ld_codebook": In(1),
-        "ld_addr": In(max(hw.spmat_addr_bits, hw.ptr_addr_bits, hw.bias_addr_bits, hw.codebook_addr_bits)),
-        "ld_data": In(max(e.spmat_width, e.ptr_bits, e.bias_bits, e.weight_bits)),
-    }
+    return wiring.Signature({
+        "raddr": Out(range(2 * hw.slots)), "ren": Out(1), "rdata": In(signed(e.act_bits)),
+        "we": Out(1), "waddr": Out(range(2 * hw.slots)), "wdata": Out(signed(e.act_bits)),
+    })
+
+
+def pe_load_signature(hw: HwParams) -> wiring.Signature:
+    """Load-interface writes, already decoded for one PE."""
+    e = hw.engine
+    return wiring.Signature({
+        "spmat": Out(1), "ptr": Out(1), "bias": Out(1), "codebook": Out(1),
+        "addr": Out(max(hw.spmat_addr_bits, hw.ptr_addr_bits, hw.bias_addr_bits, hw.codebook_addr_bits)),
+        "data": Out(max(e.spmat_width, e.ptr_bits, e.bias_bits, e.weight_bits)),
+    })
+
+
+def queue_layout(hw: HwParams) -> data.StructLayout:
+    e = hw.engine
+    return data.StructLayout({"start": e.ptr_bits, "end": e.ptr_bits, "a": signed(e.act_bits)})
 
 
 class ProcessingElement(wiring.Component):
-    """One PE. ``init``: optional dict of initial memory contents (``spmat``, ``ptr``, ``bias``,
-    ``codebook``: lists of unsigned words) for elaboration-time loading."""
+    """One PE.
+
+    Parameters
+    ----------
+    hw : HwParams
+        Engine instance.
+    init : dict or None
+        Initial memory contents (``spmat``, ``ptr``, ``bias``, ``codebook``: lists of unsigned
+        words) for elaboration-time loading.
+
+    Attributes
+    ----------
+    col : In(column_signature(hw))
+    layer : In(layer_fields_layout(hw))
+    wb : In(writeback_signature(hw))
+    act : In(act_port_signature(hw))
+    load : In(pe_load_signature(hw))
+    busy : Out(1)
+        A column is queued or in the MAC pipeline.
+    """
 
     def __init__(self, hw: HwParams, init: dict | None = None):
         self.hw = hw
         self.init = init or {}
-        super().__init__(pe_signature(hw))
+        super().__init__({
+            "col": In(column_signature(hw)), "layer": In(layer_fields_layout(hw)),
+            "wb": In(writeback_signature(hw)), "act": In(act_port_signature(hw)),
+            "load": In(pe_load_signature(hw)), "busy": Out(1),
+        })
 
     def elaborate(self, platform):
         hw, e = self.hw, self.hw.engine
         m = Module()
-        init = self.init
+        init, ld, lay = self.init, self.load, self.layer
 
-        # ---- memories ---------------------------------------------------------------------
-        spmat = m.submodules.spmat = Memory(shape=e.spmat_width, depth=hw.spmat_depth,
-                                            init=init.get("spmat", []))
-        ptr_init = init.get("ptr", [])
-        ptr_even = m.submodules.ptr_even = Memory(shape=e.ptr_bits, depth=hw.ptr_bank_depth,
-                                                  init=ptr_init[0::2])
-        ptr_odd = m.submodules.ptr_odd = Memory(shape=e.ptr_bits, depth=hw.ptr_bank_depth,
-                                                init=ptr_init[1::2])
+        spmat = m.submodules.spmat = Memory(shape=e.spmat_width, depth=hw.spmat_depth, init=init.get("spmat", []))
         bias = m.submodules.bias = Memory(shape=signed(e.bias_bits), depth=hw.bias_depth,
                                           init=_signed(init.get("bias", []), e.bias_bits))
         codebook = m.submodules.codebook = Memory(shape=signed(e.weight_bits), depth=hw.codebook_depth,
                                                   init=_signed(init.get("codebook", []), e.weight_bits))
+        for mem, sel in ((spmat, ld.spmat), (bias, ld.bias), (codebook, ld.codebook)):
+            wp = mem.write_port()
+            m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(ld.data)]
         # ping-pong accumulators: layer l accumulates in bank l % 2 while layer l - 1's bank is
         # written back
         accs = [Memory(shape=signed(hw.acc_bits), depth=hw.slots, init=[]) for _ in range(2)]
         m.submodules.acc0, m.submodules.acc1 = accs
-        act = m.submodules.act = Memory(shape=signed(e.act_bits), depth=2 * hw.slots, init=[])
+        acc_rs = [acc.read_port() for acc in accs]
+        acc_ws = [acc.write_port() for acc in accs]
 
-        # load writes
-        for mem, sel, width, addr in (
-            (spmat, self.ld_spmat, e.spmat_width, self.ld_addr),
-            (bias, self.ld_bias, e.bias_bits, self.ld_addr),
-            (codebook, self.ld_codebook, e.weight_bits, self.ld_addr),
-        ):
-            wp = mem.write_port()
-            m.d.comb += [wp.en.eq(sel), wp.addr.eq(addr), wp.data.eq(self.ld_data[:width])]
-        for bank, parity in ((ptr_even, 0), (ptr_odd, 1)):
-            wp = bank.write_port()
-            m.d.comb += [wp.en.eq(self.ld_ptr & (self.ld_addr[0] == parity)),
-                         wp.addr.eq(self.ld_addr[1:]), wp.data.eq(self.ld_data[:e.ptr_bits])]
+        # ---- pointers and queue of non-empty columns ---------------------------------------
+        ptr = m.submodules.pointers = PointerReader(hw, init.get("ptr", []))
+        m.d.comb += [ptr.base.eq(lay.ptr_base), ptr.en.eq(self.col.en), ptr.j.eq(self.col.j), ptr.hold.eq(self.col.hold),
+                     ptr.capture.eq(self.col.capture), self.col.need.eq(ptr.need),
+                     ptr.ld_en.eq(ld.ptr), ptr.ld_addr.eq(ld.addr), ptr.ld_data.eq(ld.data)]
+        ql = queue_layout(hw)
+        fifo = m.submodules.queue = SyncFIFO(width=ql.size, depth=hw.queue_depth)
+        m.d.comb += [fifo.w_en.eq(self.col.fire & ptr.need), self.col.ready.eq(fifo.w_rdy)]
+        q_in = data.View(ql, fifo.w_data)
+        m.d.comb += [q_in.start.eq(ptr.start), q_in.end.eq(ptr.end), q_in.a.eq(self.col.a)]
+        head = data.View(ql, fifo.r_data)
 
-        # activation banks: one read port (control unit), one write port (input or write-back)
-        act_r = act.read_port()
-        act_w = act.write_port()
-        m.d.comb += [act_r.addr.eq(self.act_raddr), act_r.en.eq(self.act_ren),
-                     self.act_rdata.eq(act_r.data)]
+        issue, issue_k, issue_a, issue_first, walking = self._walker(m, fifo, head)
+        e_valid = self._mac(m, spmat, codebook, acc_rs, acc_ws, issue, issue_k, issue_a, issue_first)
+        self._writeback(m, bias, acc_rs, acc_ws)
+        m.d.comb += self.busy.eq(fifo.r_rdy | walking | e_valid)
+        return m
 
-        # ---- pointer read (control unit's stage A) and queue of non-empty columns -----------
-        pa = Signal(hw.ptr_addr_bits + 1)
-        m.d.comb += pa.eq(self.ptr_base + self.pr_j)
-        ev_r = ptr_even.read_port()
-        od_r = ptr_odd.read_port()
-        m.d.comb += [ev_r.addr.eq((pa + 1) >> 1), od_r.addr.eq(pa >> 1),
-                     ev_r.en.eq(self.pr_en), od_r.en.eq(self.pr_en)]
-        pr_odd = Signal()
-        with m.If(self.pr_en):
-            m.d.sync += pr_odd.eq(pa[0])
-        c_start = Signal(e.ptr_bits)
-        c_end = Signal(e.ptr_bits)
-        m.d.comb += [c_start.eq(Mux(pr_odd, od_r.data, ev_r.data)),
-                     c_end.eq(Mux(pr_odd, ev_r.data, od_r.data)),
-                     self.q_ne.eq(c_start != c_end)]
-        fifo = m.submodules.queue = SyncFIFO(width=2 * e.ptr_bits + e.act_bits, depth=hw.queue_depth)
-        # an empty column is never enqueued: it costs this PE neither a slot nor a cycle
-        m.d.comb += [fifo.w_en.eq(self.q_valid & self.q_ne),
-                     fifo.w_data.eq(Cat(c_start, c_end, self.q_a)),
-                     self.q_ready.eq(fifo.w_rdy)]
-        p1_start = fifo.r_data[:e.ptr_bits]
-        p1_end = fifo.r_data[e.ptr_bits:2 * e.ptr_bits]
-        p1_a = fifo.r_data[2 * e.ptr_bits:].as_signed()
-
-        # ---- walker -----------------------------------------------------------------------
-        w_active = Signal()
-        w_k = Signal(e.ptr_bits)
-        w_end = Signal(e.ptr_bits)
-        w_a = Signal(signed(e.act_bits))
-        w_first = Signal()
-        w_last = Signal()
-        m.d.comb += w_last.eq(w_k + 1 == w_end)
-        p1_take = Signal()
-        m.d.comb += p1_take.eq(fifo.r_rdy & (~w_active | w_last))
-        m.d.comb += fifo.r_en.eq(p1_take)
-
+    def _walker(self, m, fifo, head):
+        """Entry addresses of the queued columns, one per cycle."""
+        e = self.hw.engine
+        active = Signal()
+        k = Signal(e.ptr_bits)
+        end = Signal(e.ptr_bits)
+        a = Signal(signed(e.act_bits))
+        first = Signal()
+        last = Signal()
+        m.d.comb += last.eq(k + 1 == end)
+        take = Signal()
+        m.d.comb += [take.eq(fifo.r_rdy & (~active | last)), fifo.r_en.eq(take)]
         issue = Signal()
         issue_k = Signal(e.ptr_bits)
         issue_a = Signal(signed(e.act_bits))
         issue_first = Signal()
-        with m.If(w_active):
-            m.d.comb += [issue.eq(1), issue_k.eq(w_k), issue_a.eq(w_a), issue_first.eq(w_first)]
-            m.d.sync += [w_k.eq(w_k + 1), w_first.eq(0)]
-            with m.If(w_last):
-                m.d.sync += w_active.eq(0)
-                with m.If(p1_take):
-                    m.d.sync += [w_active.eq(1), w_k.eq(p1_start), w_end.eq(p1_end),
-                                 w_a.eq(p1_a), w_first.eq(1)]
-        with m.Elif(p1_take):
-            m.d.comb += [issue.eq(1), issue_k.eq(p1_start), issue_a.eq(p1_a), issue_first.eq(1)]
-            m.d.sync += [w_active.eq(p1_start + 1 != p1_end), w_k.eq(p1_start + 1), w_end.eq(p1_end),
-                         w_a.eq(p1_a), w_first.eq(0)]
+        with m.If(active):
+            m.d.comb += [issue.eq(1), issue_k.eq(k), issue_a.eq(a), issue_first.eq(first)]
+            m.d.sync += [k.eq(k + 1), first.eq(0)]
+            with m.If(last):
+                m.d.sync += active.eq(0)
+                with m.If(take):
+                    m.d.sync += [active.eq(1), k.eq(head.start), end.eq(head.end), a.eq(head.a), first.eq(1)]
+        with m.Elif(take):
+            m.d.comb += [issue.eq(1), issue_k.eq(head.start), issue_a.eq(head.a), issue_first.eq(1)]
+            m.d.sync += [active.eq(head.start + 1 != head.end), k.eq(head.start + 1), end.eq(head.end),
+                         a.eq(head.a), first.eq(0)]
+        return issue, issue_k, issue_a, issue_first, active
 
-        # ---- E1: sparse-matrix word, entry select, relative index -------------------------
+    def _mac(self, m, spmat, codebook, acc_rs, acc_ws, issue, issue_k, issue_a, issue_first):
+        """``E1`` .. ``E6``; returns "an entry is in flight"."""
+        hw, e = self.hw, self.hw.engine
+        lay = self.layer
         sp_r = spmat.read_port()
         m.d.comb += sp_r.addr.eq(issue_k // e.entries_per_word)
-        e1_valid = Signal()
-        e1_off = Signal(range(e.entries_per_word))
-        e1_a = Signal(signed(e.act_bits))
-        e1_first = Signal()
-        m.d.sync += [e1_valid.eq(issue), e1_off.eq(issue_k % e.entries_per_word), e1_a.eq(issue_a),
-                     e1_first.eq(issue_first)]
-        entry = Signal(e.entry_bits)
-        m.d.comb += entry.eq(sp_r.data.word_select(e1_off, e.entry_bits))
-        v = entry[:e.idx_bits]
-        z = entry[e.idx_bits:]
         row_bits = max(hw.slot_bits, e.rel_bits) + 1
+        act = signed(e.act_bits)
+
+        def stage(name, **fields):
+            return {f: Signal(shape, name=f"{name}_{f}") for f, shape in fields.items()}
+
+        e1 = stage("e1", valid=1, off=range(e.entries_per_word), a=act, first=1)
+        e1w = stage("e1w", valid=1, word=e.spmat_width, off=range(e.entries_per_word), a=act, first=1)
+        e2 = stage("e2", valid=1, v=e.idx_bits, z=e.rel_bits, a=act, first=1)
+        e3 = stage("e3", valid=1, write=1, r=row_bits, a=act)
+        e4 = stage("e4", valid=1, write=1, r=row_bits, a=act, w=signed(e.weight_bits))
+        e5 = stage("e5", valid=1, write=1, r=row_bits, p=signed(e.act_bits + e.weight_bits))
+        e6 = stage("e6", valid=1, write=1, r=row_bits, p=signed(e.act_bits + e.weight_bits),
+                   acc=signed(hw.acc_bits))
+
+        m.d.sync += [e1["valid"].eq(issue), e1["off"].eq(issue_k % e.entries_per_word), e1["a"].eq(issue_a),
+                     e1["first"].eq(issue_first)]
+        # every memory's data is registered before any logic: a block RAM's output is slow
+        m.d.sync += [e1w["valid"].eq(e1["valid"]), e1w["word"].eq(sp_r.data), e1w["off"].eq(e1["off"]),
+                     e1w["a"].eq(e1["a"]), e1w["first"].eq(e1["first"])]
+        entry = e1w["word"].word_select(e1w["off"], e.entry_bits)
+        m.d.sync += [e2["valid"].eq(e1w["valid"]), e2["v"].eq(entry[:e.idx_bits]), e2["z"].eq(entry[e.idx_bits:]),
+                     e2["a"].eq(e1w["a"]), e2["first"].eq(e1w["first"])]
         r = Signal(row_bits)
         r_new = Signal(row_bits)
-        m.d.comb += r_new.eq(Mux(e1_first, z, r + z + 1))
-        with m.If(e1_valid):
+        m.d.comb += r_new.eq(Mux(e2["first"], e2["z"], r + e2["z"] + 1))
+        with m.If(e2["valid"]):
             m.d.sync += r.eq(r_new)
-
         cb_r = codebook.read_port()
-        acc_rs = [acc.read_port() for acc in accs]
-        acc_ws = [acc.write_port() for acc in accs]
-        m.d.comb += cb_r.addr.eq(self.codebook_base + v)
-
-        e2_valid = Signal()
-        e2_r = Signal(row_bits)
-        e2_a = Signal(signed(e.act_bits))
-        e2_sum = Signal(signed(hw.acc_bits))
-        fwd_hit = Signal()
-        fwd_val = Signal(signed(hw.acc_bits))
-        e2_write = Signal()  # not a filler: the entry updates acc[r]
-        m.d.sync += [e2_valid.eq(e1_valid), e2_write.eq(e1_valid & (v != 0)), e2_r.eq(r_new),
-                     e2_a.eq(e1_a), fwd_hit.eq(e2_write & (e2_r == r_new)), fwd_val.eq(e2_sum)]
-
-        # ---- E2: multiply-accumulate with forwarding ----------------------------------------
-        old = Signal(signed(hw.acc_bits))
-        m.d.comb += [old.eq(Mux(fwd_hit, fwd_val, Mux(self.mac_bank, acc_rs[1].data, acc_rs[0].data))),
-                     e2_sum.eq(old + cb_r.data * e2_a)]
-
-        # ---- write-back ---------------------------------------------------------------------
-        w1_valid = Signal()
-        w1_ok = Signal()
-        w1_slot = Signal(range(hw.slots))
-        bias_r = bias.read_port()
-        m.d.comb += bias_r.addr.eq(self.bias_base + self.wb_slot)
-        m.d.sync += [w1_valid.eq(self.wb_valid), w1_ok.eq(self.wb_ok), w1_slot.eq(self.wb_slot)]
+        m.d.comb += cb_r.addr.eq(lay.codebook_base + e2["v"])
+        m.d.sync += [e3["valid"].eq(e2["valid"]), e3["write"].eq(e2["valid"] & (e2["v"] != 0)), e3["r"].eq(r_new),
+                     e3["a"].eq(e2["a"])]
+        m.d.sync += [e4["valid"].eq(e3["valid"]), e4["write"].eq(e3["write"]), e4["r"].eq(e3["r"]),
+                     e4["a"].eq(e3["a"]), e4["w"].eq(cb_r.data)]
+        m.d.sync += [e5["valid"].eq(e4["valid"]), e5["write"].eq(e4["write"]), e5["r"].eq(e4["r"]),
+                     e5["p"].eq(e4["w"] * e4["a"])]
+        m.d.sync += [e6["valid"].eq(e5["valid"]), e6["write"].eq(e5["write"]), e6["r"].eq(e5["r"]),
+                     e6["p"].eq(e5["p"]), e6["acc"].eq(Mux(lay.mac_bank, acc_rs[1].data, acc_rs[0].data))]
+        # E6's sum is written in the cycle it is made; the accumulator read for a row (E4) sees
+        # only writes made before it, so the two sums made after it are forwarded: the last one
+        # (one cycle old) before the one before (two cycles old), which it already includes
         total = Signal(signed(hw.acc_bits))
-        m.d.comb += total.eq(Mux(self.wb_bank, acc_rs[1].data, acc_rs[0].data) + bias_r.data)
-        rounded = Signal(signed(hw.acc_bits))
-        with m.If(self.weight_frac == 0):
-            m.d.comb += rounded.eq(total)
-        with m.Else():
-            # floor((x + 2**(f-1)) / 2**f) == floor((floor(x / 2**(f-1)) + 1) / 2)
-            shift = Signal(WEIGHT_FRAC_BITS)
-            m.d.comb += shift.eq(self.weight_frac - 1)
-            m.d.comb += rounded.eq(((total >> shift) + 1) >> 1)
-        lo, hi = e.act_range()
-        sat = Signal(signed(e.act_bits))
-        with m.If(rounded > hi):
-            m.d.comb += sat.eq(hi)
-        with m.Elif(rounded < lo):
-            m.d.comb += sat.eq(lo)
-        with m.Else():
-            m.d.comb += sat.eq(rounded)
-        y = Signal(signed(e.act_bits))
-        m.d.comb += y.eq(Mux(self.relu & sat[-1], 0, sat))
-        m.d.comb += [self.flag_valid.eq(w1_valid), self.flag.eq(w1_ok & (y != 0))]
+        last = Signal(signed(hw.acc_bits))
+        before = Signal(signed(hw.acc_bits))
+        m.d.sync += [last.eq(total), before.eq(last)]
+        hit_last = Signal()  # E6's row is the one written one cycle earlier
+        hit_before = Signal()  # ... two cycles earlier
+        hit_before_e5 = Signal()
+        m.d.sync += [hit_last.eq(e6["write"] & (e6["r"] == e5["r"])),
+                     hit_before_e5.eq(e6["write"] & (e6["r"] == e4["r"])), hit_before.eq(hit_before_e5)]
+        old = Mux(hit_last, last, Mux(hit_before, before, e6["acc"]))
+        m.d.comb += total.eq(old + e6["p"])
 
         # accumulator ports: a bank being written back belongs to the write-back (the MAC works
         # in the other bank then), else to the MAC
         for b, (acc_r, acc_w) in enumerate(zip(acc_rs, acc_ws)):
-            with m.If((self.wb_bank == b) & (self.wb_valid | w1_valid)):
-                m.d.comb += [acc_r.addr.eq(self.wb_slot),
-                             acc_w.en.eq(w1_valid), acc_w.addr.eq(w1_slot), acc_w.data.eq(0)]
-            with m.Else():
-                m.d.comb += [acc_r.addr.eq(r_new),
-                             acc_w.en.eq(e2_write & (self.mac_bank == b)), acc_w.addr.eq(e2_r),
-                             acc_w.data.eq(e2_sum)]
+            with m.If(lay.mac_bank == b):
+                m.d.comb += [acc_r.addr.eq(e4["r"]), acc_w.en.eq(e6["write"]), acc_w.addr.eq(e6["r"]),
+                             acc_w.data.eq(total)]
+        return Cat(st["valid"] for st in (e1, e1w, e2, e3, e4, e5, e6)).any()
 
-        # activation write port: write-back result, else the control unit's input write
-        with m.If(w1_valid):
-            m.d.comb += [act_w.en.eq(w1_ok),
-                         act_w.addr.eq(Mux(self.wb_bank, w1_slot, hw.slots + w1_slot)),
-                         act_w.data.eq(y)]
+    def _writeback(self, m, bias, acc_rs, acc_ws):
+        """Read ``acc[s]`` and its bias, rescale, write the activation, report the flag."""
+        hw = self.hw
+        lay, wb, act = self.layer, self.wb, self.act
+        tag = data.StructLayout({"slot": range(hw.slots), "ok": 1})
+        rescale = m.submodules.rescale = Rescale(hw, tag)
+        bias_r = bias.read_port()
+        m.d.comb += bias_r.addr.eq(lay.bias_base + wb.slot)
+        w1_valid = Signal()
+        w1_slot = Signal(range(hw.slots))
+        w1_ok = Signal()
+        m.d.sync += [w1_valid.eq(wb.valid), w1_slot.eq(wb.slot), w1_ok.eq(wb.ok)]
+        w2_valid = Signal()
+        w2_tag = Signal(tag)
+        w2_acc = Signal(signed(hw.acc_bits))
+        w2_bias = Signal(signed(hw.engine.bias_bits))
+        m.d.sync += [w2_valid.eq(w1_valid), w2_tag.slot.eq(w1_slot), w2_tag.ok.eq(w1_ok),
+                     w2_acc.eq(Mux(lay.wb_bank, acc_rs[1].data, acc_rs[0].data)), w2_bias.eq(bias_r.data)]
+        m.d.comb += [rescale.valid.eq(w2_valid), rescale.acc.eq(w2_acc), rescale.bias.eq(w2_bias),
+                     rescale.tag.eq(w2_tag), rescale.frac.eq(lay.weight_frac), rescale.relu.eq(lay.relu)]
+        for b, (acc_r, acc_w) in enumerate(zip(acc_rs, acc_ws)):
+            with m.If((lay.wb_bank == b) & (wb.valid | w1_valid)):
+                m.d.comb += [acc_r.addr.eq(wb.slot), acc_w.en.eq(w1_valid), acc_w.addr.eq(w1_slot),
+                             acc_w.data.eq(0)]
+
+        # activation banks: one read port (control unit), one write port (write-back or input)
+        mem = m.submodules.act = Memory(shape=signed(hw.engine.act_bits), depth=2 * hw.slots, init=[])
+        act_r = mem.read_port()
+        act_w = mem.write_port()
+        m.d.comb += [act_r.addr.eq(act.raddr), act_r.en.eq(act.ren), act.rdata.eq(act_r.data)]
+        done = rescale.out_tag
+        with m.If(rescale.out_valid):
+            m.d.comb += [act_w.en.eq(done.ok), act_w.addr.eq(Mux(lay.wb_bank, done.slot, hw.slots + done.slot)),
+                         act_w.data.eq(rescale.y)]
         with m.Else():
-            m.d.comb += [act_w.en.eq(self.act_we), act_w.addr.eq(self.act_waddr),
-                         act_w.data.eq(self.act_wdata)]
-
-        m.d.comb += self.busy.eq(fifo.r_rdy | w_active | e1_valid | e2_valid)
-        return m
+            m.d.comb += [act_w.en.eq(act.we), act_w.addr.eq(act.waddr), act_w.data.eq(act.wdata)]
+        m.d.comb += [wb.flag_valid.eq(rescale.out_valid), wb.flag.eq(done.ok & rescale.flag)]
 
 
 def _signed(words, bits: int) -> list[int]:

@@ -40,6 +40,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from eiex.hw.xnor.ram import BLOCK_RAM, registered_read
 from eiex.sw.errors import EiexError
 
 N_BANKS = 3
@@ -203,20 +204,20 @@ class BankedBuffer(wiring.Component):
     def elaborate(self, platform):
         g = self.g
         m = Module()
-        mem = Memory(shape=g.word_width, depth=g.depth, init=[], attrs={"ram_style": "block"})
+        mem = Memory(shape=g.word_width, depth=g.depth, init=[], attrs=BLOCK_RAM)
         m.submodules.memory = mem
         wport = mem.write_port()
-        rport = mem.read_port()
+        read_addr, read_data = registered_read(m, mem, "read")
         self._banks(m)
         self._gearbox(m, wport)
 
-        m.d.comb += rport.addr.eq(Cat(self.r.word[:(g.stride - 1).bit_length()], self.r.bank))
+        m.d.comb += read_addr.eq(Cat(self.r.word[:(g.stride - 1).bit_length()], self.r.bank))
         if g.slices == 1:
-            m.d.comb += self.r.data.eq(rport.data)
+            m.d.comb += self.r.data.eq(read_data)
         else:
             slice_ = Signal.like(self.r.slice, name="slice_q")
             m.d.sync += slice_.eq(self.r.slice)
-            m.d.comb += self.r.data.eq(rport.data.word_select(slice_, g.read_width))
+            m.d.comb += self.r.data.eq(read_data.word_select(slice_, g.read_width))
         return m
 
     def _banks(self, m):

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from eiex.hw.xnor.banks import N_BANKS, BufferGeometry, consumer_signature, following, producer_signature
 from eiex.hw.xnor.popcount import Popcount, popcount_latency
+from eiex.hw.xnor.ram import BLOCK_RAM, registered_read
 from eiex.sw.errors import EiexError
 
 
@@ -40,8 +41,6 @@ from eiex.sw.errors import EiexError
 FETCH = 2
 #: data bits of one block RAM (18 Kb with parity) on ECP5 and 7-series
 BLOCK_RAM_DATA_BITS = 16 * 1024
-#: Yosys's memory mapping attribute: weights and thresholds in block RAM
-BLOCK_RAM = {"ram_style": "block"}
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -150,7 +149,7 @@ class Mvtu(wiring.Component):
             tmem = Memory(shape=g.pe * g.thr_bits, depth=g.nf, attrs=BLOCK_RAM,
                           init=_rows(self.init, "thresholds", g.pe, g.thr_bits, g.nf))
             m.submodules.thresholds = tmem
-            t_read = tmem.read_port()
+            t_addr, t_data = registered_read(m, tmem, "threshold")
             t_write = tmem.write_port(granularity=g.thr_bits)
             ld = self.ld_en & (self.ld_sel == 1)
             m.d.comb += [t_write.addr.eq(self.ld_addr), t_write.data.eq(self.ld_data[:g.thr_bits].replicate(g.pe)),
@@ -199,9 +198,9 @@ class Mvtu(wiring.Component):
         # at minus their number.
         padding = g.sf * g.simd - g.in_features
         if not g.output:  # threshold nf read in the accumulate stage, registered for the compare
-            m.d.comb += t_read.addr.eq(stages[-4]["nf"])
-            t_q = Signal.like(t_read.data)
-            m.d.sync += t_q.eq(t_read.data)
+            m.d.comb += t_addr.eq(stages[-4]["nf"])
+            t_q = Signal.like(t_data)
+            m.d.sync += t_q.eq(t_data)
         real_rows = g.out_features - (g.nf - 1) * g.pe  # PEs with a real row on the last fold
         # the memories' outputs registered (block RAM outputs are slow)
         w_q, x_q = Signal(g.pe * g.simd), Signal(g.simd)
@@ -249,10 +248,11 @@ class Mvtu(wiring.Component):
                 init = [] if words is None else [(int(w) >> lo) & ((1 << (hi - lo)) - 1) for w in words[p]]
                 mem = Memory(shape=hi - lo, depth=steps, init=init, attrs=BLOCK_RAM)
                 m.submodules[f"weights{p}_{lo}"] = mem
-                read, write = mem.read_port(), mem.write_port()
-                m.d.comb += [read.addr.eq(addr), write.addr.eq(self.ld_addr),
+                read_addr, read_data = registered_read(m, mem, f"weights{p}_{lo}")
+                write = mem.write_port()
+                m.d.comb += [read_addr.eq(addr), write.addr.eq(self.ld_addr),
                              write.data.eq(self.ld_data[lo:hi]), write.en.eq(ld & (self.ld_pe == p))]
-                outputs.append(read.data)
+                outputs.append(read_data)
         return Cat(*outputs), addr
 
     def _pe_select(self, enable):

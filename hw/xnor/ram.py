@@ -1,0 +1,31 @@
+"""Block RAM without collision logic: a read port whose data Yosys may leave undefined on a collision.
+
+An Amaranth synchronous read port that is not transparent returns, when the same cycle writes its
+address, the old data. A block RAM's two ports do not promise that (ECP5 DP16KD, 7-series RAMB18
+across ports), so Yosys emulates it: the write data and address registered, an address comparator
+and a multiplexer on every data bit, per memory. The XNOR engine never uses a word read in the
+cycle it is written (a buffer's consumer reads only banks that are full, weights and thresholds
+are written only while the pipeline is empty), so it reads through an asynchronous port followed
+by a register, and marks the memory ``no_rw_check``: Yosys merges the register into a synchronous
+read port whose data on a collision is undefined, and adds no logic. In simulation the register
+gives exactly the non-transparent synchronous read.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.lib.memory import Memory
+
+#: Memory attributes: block RAM, and no logic for read-write collisions (see the module docstring)
+BLOCK_RAM = {"ram_style": "block", "no_rw_check": 1}
+
+
+def registered_read(m: Module, memory: Memory, name: str) -> tuple[Signal, Signal]:
+    """``(addr, data)`` of a read port of ``memory``: ``data`` is the word at ``addr`` of the
+    cycle before, as read before that cycle's write."""
+    port = memory.read_port(domain="comb")
+    addr = Signal.like(port.addr, name=f"{name}_addr")
+    data = Signal.like(port.data, name=f"{name}_data")
+    m.d.comb += port.addr.eq(addr)
+    m.d.sync += data.eq(port.data)
+    return addr, data

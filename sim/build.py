@@ -32,7 +32,7 @@ from amaranth.back import verilog
 
 from eiex.sim.build_top import ObservableTop
 from eiex.sim.parts import RESOURCES, Part
-from eiex.sim.synth import memory_mapping
+from eiex.sim.synth import _last_error, memory_mapping
 from eiex.sw.atomic import atomic_output_dir
 from eiex.sw.errors import EiexError
 
@@ -269,13 +269,6 @@ def _throughput(fmax: dict, cycles: dict | None) -> dict | None:
 
 def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _last_error(log: str) -> str:
-    """The last ``ERROR:`` line of a tool's log, else its last non-empty line."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:")]
-    return (errors or lines or ["no output"])[-1]
 
 
 def build_markdown(r: dict) -> str:

@@ -59,16 +59,20 @@ def test_report_agrees_with_nextpnr_and_the_cycle_model(tiny_build):
 
 
 class BigMemory(wiring.Component):
-    """256 Kb of ROM behind one read port: far more than the UP5K's 30 block RAMs of 4 Kb."""
+    """128 Kb of RAM (32 block RAMs of 4 Kb): more than the UP5K's 30. No init: Yosys is slow on a
+    large one."""
 
-    addr: In(14)
+    addr: In(13)
+    we: In(1)
+    wdata: In(16)
     data: Out(16)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=16, depth=1 << 14, init=[(i * 40503) & 0xFFFF for i in range(1 << 14)])
-        port = mem.read_port()
-        m.d.comb += [port.addr.eq(self.addr), self.data.eq(port.data)]
+        m.submodules.mem = mem = Memory(shape=16, depth=1 << 13, init=[])
+        write, read = mem.write_port(), mem.read_port()
+        m.d.comb += [write.addr.eq(self.addr), write.en.eq(self.we), write.data.eq(self.wdata),
+                     read.addr.eq(self.addr), self.data.eq(read.data)]
         return m
 
 

@@ -10,11 +10,12 @@ every cycle, output always ready), by a recurrence over the non-zero columns ``k
   (``fin_{-1} = 1``, ``G_w`` below); an all-zero window finishes at ``L_w + 1``, any other one
   at its last flag's issue. Flags issue into the column queue one per cycle from ``L_w + 1``:
   ``I_k = max(L_w + 1 or I_{k-1} + 1, P_{k-Dc} + 1)`` (the queue must have room);
-* stage ``A`` pops the queue at ``P_k = max(I_k + 1, U_{k-1})``; ``A2`` moves into ``A3`` at
-  ``U_k = max(P_k + 1, T_{k-1})``, ``A3`` into ``B`` at ``T_k = max(U_k + 1, F_{k-1})``;
-* broadcast: ``F_k = max(T_k + 1, Take_p[m - D] + 1)`` over the PEs ``p`` for which column ``k``
-  is non-empty, ``m`` being the column's index among ``p``'s non-empty columns (the queue must
-  have room; empty columns are not enqueued and cost ``p`` nothing);
+* stage ``A`` pops the queue at ``P_k = max(I_k + 1, P_{k-1} + 1, F_{k-H} + 1)`` (``H`` =
+  ``SKID_DEPTH`` columns in flight at most: the place of column ``k - H`` is free the cycle after its
+  broadcast);
+* broadcast: ``F_k = max(P_k + 3, F_{k-1} + 1, Take_p[m - D] + 1)`` over the PEs ``p`` for which
+  column ``k`` is non-empty, ``m`` being the column's index among ``p``'s non-empty columns (the
+  queue must have room; empty columns are not enqueued and cost ``p`` nothing);
 * PE ``p``, non-empty column of ``n`` entries: taken from the queue at ``max(F_k + 1, Last)``,
   its first entry issues at ``max(F_k + 1, Last + 1)`` and ``Last`` becomes its last entry's
   issue cycle;
@@ -26,7 +27,7 @@ every cycle, output always ready), by a recurrence over the non-zero columns ``k
 The next layer's ``SETUP`` is ``c + 2`` (one ``NEXT`` cycle reads the layer table). Local row
 ``s`` of the write-back is decided at ``c + 1 + s``, its flag stored ``WRITEBACK_LATENCY`` cycles
 later, so that layer's window ``w`` can be loaded from
-``G_w = c + 1 + WRITEBACK_LATENCY + min((w + 1) * window_slots, S)`` (``S = ceil(rows / n_pe)``
+``G_w = c + 2 + WRITEBACK_LATENCY + min((w + 1) * window_slots, S)`` (``S = ceil(rows / n_pe)``
 of the layer before; no wait for the first layer). The last layer's write-back ends
 ``S + WRITEBACK_LATENCY + 1`` cycles after ``c``. ``cycles`` adds the ``cols`` input transfers of
 the first layer, one cycle to the first output and ``rows`` output transfers.
@@ -42,6 +43,7 @@ from eiex.hw.eie import golden
 from eiex.hw.eie.params import COLUMN_QUEUE_DEPTH, HwParams
 from eiex.hw.eie.pe import MAC_STAGES
 from eiex.hw.eie.pe import WRITEBACK_LATENCY as PE_WRITEBACK_LATENCY
+from eiex.hw.eie.pointers import SKID_DEPTH
 
 #: cycles from the control unit's decision to write back a local row to its result and flag: the
 #: command register, then the PE's pipeline
@@ -59,11 +61,11 @@ LAYER_LATENCY = 16
 def pipeline_latency(image: EieImage, hw: HwParams) -> int:
     """The fixed part of ``compute_cycles``: ``LAYER_LATENCY`` per layer; for every layer after the
     first, the wait until the write-back has stored the rows of its first LNZD window (the scan
-    may load at cycle 1, the window is loadable at ``WRITEBACK_LATENCY - 1 + min(window_slots, S)``);
+    may load at cycle 1, the window is loadable at ``WRITEBACK_LATENCY + min(window_slots, S)``);
     the last layer's write-back (one cycle per local row slot, plus its pipeline). An image whose
     PEs never wait runs in exactly ``ideal_cycles + pipeline_latency``."""
     slots = [layer.slots(hw.n_pe) for layer in image.layers]
-    first_window_wait = sum(min(hw.win_slots, s) + WRITEBACK_LATENCY - 2 for s in slots[:-1])
+    first_window_wait = sum(min(hw.win_slots, s) + WRITEBACK_LATENCY - 1 for s in slots[:-1])
     return LAYER_LATENCY * len(slots) + first_window_wait + slots[-1] + WRITEBACK_LATENCY
 
 
@@ -96,7 +98,8 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
     """The cycle (from the layer's ``SETUP`` cycle, 0) at which the PEs are idle and the layer's
     write-back starts (``DRAIN`` left). ``gate_slots``: local rows of the previous layer still being
     written back (0 for the first layer): window ``w`` is loadable from cycle
-    ``WRITEBACK_LATENCY - 1 + min((w + 1) * window_slots, gate_slots)``."""
+    ``WRITEBACK_LATENCY + min((w + 1) * window_slots, gate_slots)`` (the scan sees ``readable`` a
+    cycle late)."""
     layer, n_pe, depth, window = image.layers[l], hw.n_pe, hw.queue_depth, hw.window
     nz = np.flatnonzero(a_l)
     lengths = column_lengths(image, l)[:, nz]  # (n_pe, K)
@@ -106,13 +109,14 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
         by_window[j // window].append(k)
 
     def gate(w):
-        return WRITEBACK_LATENCY - 1 + min((w + 1) * hw.win_slots, gate_slots) if gate_slots else NEVER
+        return WRITEBACK_LATENCY + min((w + 1) * hw.win_slots, gate_slots) if gate_slots else NEVER
 
     last = np.full(n_pe, NEVER, dtype=np.int64)
     takes = [[] for _ in range(n_pe)]  # take cycles of each PE's non-empty columns
     pops: list[int] = []
+    fires: list[int] = []
     fin = 1  # the scan may load its next window from this cycle
-    i_prev = u_prev = t_prev = f_prev = NEVER
+    i_prev = p_prev = f_prev = NEVER
     for w in range(n_windows):
         load = max(fin, gate(w))
         if not by_window[w]:
@@ -123,10 +127,10 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
             i_k = i_prev + 1
             if k >= COLUMN_QUEUE_DEPTH:
                 i_k = max(i_k, pops[k - COLUMN_QUEUE_DEPTH] + 1)
-            p_k = max(i_k + 1, u_prev)
-            u_k = max(p_k + 1, t_prev)
-            t_k = max(u_k + 1, f_prev)
-            f_k = t_k + 1
+            p_k = max(i_k + 1, p_prev + 1)
+            if k >= SKID_DEPTH:
+                p_k = max(p_k, fires[k - SKID_DEPTH] + 1)
+            f_k = max(p_k + 3, f_prev + 1)
             n = lengths[:, k]
             for p in range(n_pe):
                 if n[p] > 0 and len(takes[p]) >= depth:
@@ -136,7 +140,8 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
                     takes[p].append(max(f_k + 1, int(last[p])))
                     last[p] = max(f_k + 1, int(last[p]) + 1) + int(n[p]) - 1
             pops.append(p_k)
-            i_prev, u_prev, t_prev, f_prev = i_k, u_k, t_k, f_k
+            fires.append(f_k)
+            i_prev, p_prev, f_prev = i_k, p_k, f_k
         fin = i_prev
     leave = max(fin + 1, f_prev + 1)  # BCAST left at the end of this cycle
     idle = int(last.max()) + 1 + MAC_STAGES if len(nz) else NEVER

@@ -29,13 +29,16 @@ Control-unit states: ``IDLE`` (loads and inputs) ─► ``SETUP`` (layer fields)
 done) ─► ``OUT`` (results) ─► ``IDLE``.
 
 Control-unit pipeline (:mod:`eiex.hw.eie.scan` for the scan): the scan hands one non-zero per
-cycle to a short column queue (``j``, its slot and PE, from constant tables per window position:
-no divider); stage ``A`` takes the queue head and reads ``a_j`` from every PE's source bank and,
-in every PE, the column's two pointers; ``A2`` has the data, ``A3`` registers it (no logic
-follows a block RAM's slow output in the same cycle); stage ``B`` holds ``a_j`` (PE
-``j % n_pe``'s word) and each PE's pointers, and broadcasts when every PE for which the column is
-non-empty has room in its queue, otherwise holds (``A3`` and ``A2`` then hold too: the read ports
-keep their data). A PE with no entries in column ``j`` neither enqueues it nor holds the broadcast back.
+cycle to a short column queue (``j``, its slot and PE and its pointer-bank addresses, from constant
+tables per window position: no divider); stage ``A`` takes the queue head and reads ``a_j`` from
+every PE's source bank and, in every PE, the column's two pointers; ``A2`` has the data, ``A3``
+registers it (no logic follows a block RAM's slow output in the same cycle) and pushes it into
+skid buffers (``a_j``, PE ``j % n_pe``'s word, here; each PE's pointers in its
+:class:`~eiex.hw.eie.pointers.PointerReader`). Their heads are stage ``B``, which broadcasts when
+every PE for which the column is non-empty has room in its queue. A PE with no entries in column
+``j`` neither enqueues it nor holds the broadcast back. ``A`` .. ``A3`` never hold: ``A`` pops only
+while fewer than ``SKID_DEPTH`` columns are in flight (a registered count), which is what keeps a
+stalled broadcast from reaching the memories' enables in the same cycle.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from amaranth.lib.wiring import In, Out
 from eiex.hw.eie.params import COLUMN_QUEUE_DEPTH, WEIGHT_FRAC_BITS, HwParams
 from eiex.hw.eie.pe import (ProcessingElement, act_port_signature, column_signature, pe_load_signature,
                             writeback_signature)
+from eiex.hw.eie.pointers import SKID_DEPTH
 from eiex.hw.eie.scan import FlagPacker, WindowScan, column_layout
 from eiex.sw.errors import EiexError
 
@@ -161,7 +165,7 @@ class EieEngine(wiring.Component):
         self._wbl = Signal(layer_layout(hw))  # the fields of the layer being written back
         self._wb_parity = Signal()  # its index's parity: accumulator bank, activation bank ~parity
         for pe in self._pes:
-            fields = {"ptr_base": self._cur.ptr_base, "codebook_base": self._cur.codebook_base,
+            fields = {"codebook_base": self._cur.codebook_base,
                       "mac_bank": self._l_idx[0], "bias_base": self._wbl.bias_base,
                       "weight_frac": self._wbl.weight_frac, "relu": self._wbl.relu, "wb_bank": self._wb_parity}
             m.d.comb += [getattr(pe.layer, name).eq(value) for name, value in fields.items()]
@@ -274,7 +278,8 @@ class EieEngine(wiring.Component):
                     m.d.sync += self._wb_running.eq(0)
 
     def _broadcast(self, m, colq):
-        """Stages ``A``, ``A2``, ``A3``, ``B``: returns "no column in them"."""
+        """Stages ``A``, ``A2``, ``A3`` and the skid buffers whose heads are ``B``: returns "no
+        column in them"."""
         hw = self.hw
         head = data.View(column_layout(hw), colq.r_data)
         a2_valid = Signal()
@@ -282,32 +287,30 @@ class EieEngine(wiring.Component):
         a3_valid = Signal()
         a3_pe = Signal(range(max(2, hw.n_pe)))
         a3_act = [Signal(signed(hw.engine.act_bits), name=f"a3_act{p}") for p in range(hw.n_pe)]
-        b_valid = Signal()
-        b_a = Signal(signed(hw.engine.act_bits))
+        # a_j of the columns in the PEs' pointer skid buffers, in step with them
+        skid = m.submodules.act_skid = SyncFIFO(width=hw.engine.act_bits, depth=SKID_DEPTH)
         all_ready = Signal()
         m.d.comb += all_ready.eq(Cat(col.ready | ~col.need for col in self._cols).all())
         fire = Signal()
-        m.d.comb += fire.eq(b_valid & all_ready)
-        adv_b = Signal()
-        m.d.comb += adv_b.eq(~b_valid | fire)
-        adv_a3 = Signal()
-        m.d.comb += adv_a3.eq(~a3_valid | adv_b)
-        self._adv_a2 = Signal()
-        m.d.comb += self._adv_a2.eq(~a2_valid | adv_a3)
+        m.d.comb += fire.eq(skid.r_rdy & all_ready)
+        # columns popped and not yet broadcast; a pop needs one of the SKID_DEPTH places (registered,
+        # so the broadcast's stall never reaches the memories' enables in the same cycle)
+        in_flight = Signal(range(SKID_DEPTH + 1))
+        self._room = Signal(init=1)
         self._pop = Signal()  # driven in BCAST
         m.d.comb += colq.r_en.eq(self._pop)
+        flight_next = Signal(range(SKID_DEPTH + 2))
+        m.d.comb += flight_next.eq(in_flight + self._pop - fire)
+        m.d.sync += [in_flight.eq(flight_next), self._room.eq(flight_next < SKID_DEPTH)]
         self._head = head
         for col in self._cols:
-            m.d.comb += [col.j.eq(head.j), col.hold.eq(adv_a3), col.capture.eq(adv_b), col.fire.eq(fire),
-                         col.a.eq(b_a)]
-        with m.If(self._adv_a2):
-            m.d.sync += [a2_valid.eq(self._pop), a2_pe.eq(head.pe)]
-        with m.If(adv_a3):
-            m.d.sync += [a3_valid.eq(a2_valid), a3_pe.eq(a2_pe)]
-            m.d.sync += [reg.eq(act.rdata) for reg, act in zip(a3_act, self._acts)]
-        with m.If(adv_b):
-            m.d.sync += [b_valid.eq(a3_valid), b_a.eq(Array(a3_act)[a3_pe])]
-        return ~colq.r_rdy & ~a2_valid & ~a3_valid & ~b_valid
+            m.d.comb += [col.ptr_even.eq(head.ptr_even), col.ptr_odd.eq(head.ptr_odd),
+                         col.ptr_odd_first.eq(head.ptr_odd_first), col.push.eq(a3_valid), col.fire.eq(fire),
+                         col.a.eq(skid.r_data)]
+        m.d.sync += [a2_valid.eq(self._pop), a2_pe.eq(head.pe), a3_valid.eq(a2_valid), a3_pe.eq(a2_pe)]
+        m.d.sync += [reg.eq(act.rdata) for reg, act in zip(a3_act, self._acts)]
+        m.d.comb += [skid.w_en.eq(a3_valid), skid.w_data.eq(Array(a3_act)[a3_pe]), skid.r_en.eq(fire)]
+        return ~colq.r_rdy & (in_flight == 0)
 
     def _control(self, m, scan, colq, stages_empty):
         hw = self.hw
@@ -323,7 +326,7 @@ class EieEngine(wiring.Component):
         with m.If(computing):
             m.d.sync += comp_count.eq(comp_count + 1)
 
-        m.d.comb += [scan.bank.eq(src_bank), scan.cols.eq(cur.cols),
+        m.d.comb += [scan.bank.eq(src_bank), scan.cols.eq(cur.cols), scan.ptr_base.eq(cur.ptr_base),
                      scan.readable.eq(Mux(self._wb_running, self._wb_written, hw.slots))]
 
         out_j = Signal(hw.width_bits)  # next to read
@@ -359,10 +362,10 @@ class EieEngine(wiring.Component):
                 m.next = "BCAST"
 
             with m.State("BCAST"):
-                m.d.comb += [scan.run.eq(1), self._pop.eq(colq.r_rdy & self._adv_a2)]
+                m.d.comb += [scan.run.eq(1), self._pop.eq(colq.r_rdy & self._room)]
                 for col, act in zip(self._cols, self._acts):
-                    m.d.comb += [col.en.eq(self._adv_a2), act.raddr.eq(self._bank_addr(src_bank, self._head.slot)),
-                                 act.ren.eq(self._adv_a2)]
+                    m.d.comb += [col.en.eq(self._pop), act.raddr.eq(self._bank_addr(src_bank, self._head.slot)),
+                                 act.ren.eq(self._pop)]
                 with m.If(scan.done & stages_empty):
                     m.next = "DRAIN"
 

@@ -4,7 +4,8 @@ forwarding, accumulators, write-back and the PE's activation banks.
 Pipeline of one column ``j`` (one entry per cycle once running, no bubbles between columns):
 
 * pointers (:class:`~eiex.hw.eie.pointers.PointerReader`), read in the control unit's stage ``A``
-  and held in stage ``B``, where ``need`` tells whether the column has entries here;
+  and queued in its skid buffer; its head is stage ``B``, where ``need`` tells whether the column
+  has entries here;
 * broadcast (``col.fire``): only a non-empty column is enqueued, as ``(start, end, a_j)``; an
   empty column costs this PE neither a queue slot nor a cycle. The control unit broadcasts when
   every PE with ``need`` has room (``ready``), so a PE without entries never blocks it;
@@ -43,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 from eiex.hw.eie.params import WEIGHT_FRAC_BITS, HwParams
 from eiex.hw.eie.pointers import PointerReader
 from eiex.hw.eie.rescale import Rescale
+from eiex.hw.ram import BLOCK_RAM, registered_read
 
 #: cycles from the last entry's issue to the end of its accumulator write (``E1`` .. ``E6``)
 MAC_STAGES = 7
@@ -54,9 +56,9 @@ WRITEBACK_LATENCY = 2 + Rescale.LATENCY
 def column_signature(hw: HwParams) -> wiring.Signature:
     """The control unit's broadcast to one PE, from the control unit's side."""
     return wiring.Signature({
-        "en": Out(1), "j": Out(hw.width_bits),  # stage A: read column j's pointers
-        "hold": Out(1),  # stage A3 registers the pointers read
-        "capture": Out(1),  # stage B takes them
+        # stage A: read the column's pointers (bank addresses of ptr_base + j, from the column queue)
+        "en": Out(1), "ptr_even": Out(hw.ptr_addr_bits), "ptr_odd": Out(hw.ptr_addr_bits), "ptr_odd_first": Out(1),
+        "push": Out(1),  # stage A3: the pointers read two cycles before enter the skid buffer
         "fire": Out(1), "a": Out(signed(hw.engine.act_bits)),  # broadcast of stage B's column
         "need": In(1), "ready": In(1),  # stage B's column has entries here / the queue has room
     })
@@ -65,7 +67,7 @@ def column_signature(hw: HwParams) -> wiring.Signature:
 def layer_fields_layout(hw: HwParams) -> data.StructLayout:
     """The layer fields a PE uses: those of the layer multiplied and of the layer written back."""
     return data.StructLayout({
-        "ptr_base": hw.ptr_addr_bits, "codebook_base": hw.codebook_addr_bits,
+        "codebook_base": hw.codebook_addr_bits,
         "mac_bank": 1,  # accumulator bank of the layer being multiplied (its parity)
         "bias_base": hw.bias_addr_bits, "weight_frac": WEIGHT_FRAC_BITS, "relu": 1,
         "wb_bank": 1,  # accumulator bank written back; activation bank ~wb_bank is written
@@ -140,11 +142,14 @@ class ProcessingElement(wiring.Component):
         m = Module()
         init, ld, lay = self.init, self.load, self.layer
 
-        spmat = m.submodules.spmat = Memory(shape=e.spmat_width, depth=hw.spmat_depth, init=init.get("spmat", []))
+        # the image's memories: written by the load interface only, read without collision logic
+        spmat = m.submodules.spmat = Memory(shape=e.spmat_width, depth=hw.spmat_depth, init=init.get("spmat", []),
+                                            attrs=BLOCK_RAM)
         bias = m.submodules.bias = Memory(shape=signed(e.bias_bits), depth=hw.bias_depth,
-                                          init=_signed(init.get("bias", []), e.bias_bits))
+                                          init=_signed(init.get("bias", []), e.bias_bits), attrs=BLOCK_RAM)
         codebook = m.submodules.codebook = Memory(shape=signed(e.weight_bits), depth=hw.codebook_depth,
-                                                  init=_signed(init.get("codebook", []), e.weight_bits))
+                                                  init=_signed(init.get("codebook", []), e.weight_bits),
+                                                  attrs=BLOCK_RAM)
         for mem, sel in ((spmat, ld.spmat), (bias, ld.bias), (codebook, ld.codebook)):
             wp = mem.write_port()
             m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(ld.data)]
@@ -157,8 +162,9 @@ class ProcessingElement(wiring.Component):
 
         # ---- pointers and queue of non-empty columns ---------------------------------------
         ptr = m.submodules.pointers = PointerReader(hw, init.get("ptr", []))
-        m.d.comb += [ptr.base.eq(lay.ptr_base), ptr.en.eq(self.col.en), ptr.j.eq(self.col.j), ptr.hold.eq(self.col.hold),
-                     ptr.capture.eq(self.col.capture), self.col.need.eq(ptr.need),
+        m.d.comb += [ptr.en.eq(self.col.en), ptr.even_addr.eq(self.col.ptr_even), ptr.odd_addr.eq(self.col.ptr_odd),
+                     ptr.odd_first.eq(self.col.ptr_odd_first), ptr.push.eq(self.col.push),
+                     ptr.pop.eq(self.col.fire), self.col.need.eq(ptr.need),
                      ptr.ld_en.eq(ld.ptr), ptr.ld_addr.eq(ld.addr), ptr.ld_data.eq(ld.data)]
         ql = queue_layout(hw)
         fifo = m.submodules.queue = SyncFIFO(width=ql.size, depth=hw.queue_depth)
@@ -178,36 +184,38 @@ class ProcessingElement(wiring.Component):
         e = self.hw.engine
         active = Signal()
         k = Signal(e.ptr_bits)
-        end = Signal(e.ptr_bits)
+        left = Signal(e.ptr_bits)  # entries of the column after k (a counter: no adder before take)
         a = Signal(signed(e.act_bits))
         first = Signal()
         last = Signal()
-        m.d.comb += last.eq(k + 1 == end)
+        m.d.comb += last.eq(left == 0)
         take = Signal()
         m.d.comb += [take.eq(fifo.r_rdy & (~active | last)), fifo.r_en.eq(take)]
+        length = Signal(e.ptr_bits)  # the head's entries
+        m.d.comb += length.eq(head.end - head.start)
         issue = Signal()
         issue_k = Signal(e.ptr_bits)
         issue_a = Signal(signed(e.act_bits))
         issue_first = Signal()
         with m.If(active):
             m.d.comb += [issue.eq(1), issue_k.eq(k), issue_a.eq(a), issue_first.eq(first)]
-            m.d.sync += [k.eq(k + 1), first.eq(0)]
+            m.d.sync += [k.eq(k + 1), left.eq(left - 1), first.eq(0)]
             with m.If(last):
                 m.d.sync += active.eq(0)
                 with m.If(take):
-                    m.d.sync += [active.eq(1), k.eq(head.start), end.eq(head.end), a.eq(head.a), first.eq(1)]
+                    m.d.sync += [active.eq(1), k.eq(head.start), left.eq(length - 1), a.eq(head.a), first.eq(1)]
         with m.Elif(take):
             m.d.comb += [issue.eq(1), issue_k.eq(head.start), issue_a.eq(head.a), issue_first.eq(1)]
-            m.d.sync += [active.eq(head.start + 1 != head.end), k.eq(head.start + 1), end.eq(head.end),
-                         a.eq(head.a), first.eq(0)]
+            m.d.sync += [active.eq(length != 1), k.eq(head.start + 1), left.eq(length - 2), a.eq(head.a),
+                         first.eq(0)]
         return issue, issue_k, issue_a, issue_first, active
 
     def _mac(self, m, spmat, codebook, acc_rs, acc_ws, issue, issue_k, issue_a, issue_first):
         """``E1`` .. ``E6``; returns "an entry is in flight"."""
         hw, e = self.hw, self.hw.engine
         lay = self.layer
-        sp_r = spmat.read_port()
-        m.d.comb += sp_r.addr.eq(issue_k // e.entries_per_word)
+        sp_addr, sp_data = registered_read(m, spmat, "spmat")
+        m.d.comb += sp_addr.eq(issue_k // e.entries_per_word)
         row_bits = max(hw.slot_bits, e.rel_bits) + 1
         act = signed(e.act_bits)
 
@@ -226,7 +234,7 @@ class ProcessingElement(wiring.Component):
         m.d.sync += [e1["valid"].eq(issue), e1["off"].eq(issue_k % e.entries_per_word), e1["a"].eq(issue_a),
                      e1["first"].eq(issue_first)]
         # every memory's data is registered before any logic: a block RAM's output is slow
-        m.d.sync += [e1w["valid"].eq(e1["valid"]), e1w["word"].eq(sp_r.data), e1w["off"].eq(e1["off"]),
+        m.d.sync += [e1w["valid"].eq(e1["valid"]), e1w["word"].eq(sp_data), e1w["off"].eq(e1["off"]),
                      e1w["a"].eq(e1["a"]), e1w["first"].eq(e1["first"])]
         entry = e1w["word"].word_select(e1w["off"], e.entry_bits)
         m.d.sync += [e2["valid"].eq(e1w["valid"]), e2["v"].eq(entry[:e.idx_bits]), e2["z"].eq(entry[e.idx_bits:]),
@@ -236,12 +244,12 @@ class ProcessingElement(wiring.Component):
         m.d.comb += r_new.eq(Mux(e2["first"], e2["z"], r + e2["z"] + 1))
         with m.If(e2["valid"]):
             m.d.sync += r.eq(r_new)
-        cb_r = codebook.read_port()
-        m.d.comb += cb_r.addr.eq(lay.codebook_base + e2["v"])
+        cb_addr, cb_data = registered_read(m, codebook, "codebook")
+        m.d.comb += cb_addr.eq(lay.codebook_base + e2["v"])
         m.d.sync += [e3["valid"].eq(e2["valid"]), e3["write"].eq(e2["valid"] & (e2["v"] != 0)), e3["r"].eq(r_new),
                      e3["a"].eq(e2["a"])]
         m.d.sync += [e4["valid"].eq(e3["valid"]), e4["write"].eq(e3["write"]), e4["r"].eq(e3["r"]),
-                     e4["a"].eq(e3["a"]), e4["w"].eq(cb_r.data)]
+                     e4["a"].eq(e3["a"]), e4["w"].eq(cb_data)]
         m.d.sync += [e5["valid"].eq(e4["valid"]), e5["write"].eq(e4["write"]), e5["r"].eq(e4["r"]),
                      e5["p"].eq(e4["w"] * e4["a"])]
         m.d.sync += [e6["valid"].eq(e5["valid"]), e6["write"].eq(e5["write"]), e6["r"].eq(e5["r"]),
@@ -275,8 +283,8 @@ class ProcessingElement(wiring.Component):
         lay, wb, act = self.layer, self.wb, self.act
         tag = data.StructLayout({"slot": range(hw.slots), "ok": 1})
         rescale = m.submodules.rescale = Rescale(hw, tag)
-        bias_r = bias.read_port()
-        m.d.comb += bias_r.addr.eq(lay.bias_base + wb.slot)
+        bias_addr, bias_data = registered_read(m, bias, "bias")
+        m.d.comb += bias_addr.eq(lay.bias_base + wb.slot)
         w1_valid = Signal()
         w1_slot = Signal(range(hw.slots))
         w1_ok = Signal()
@@ -286,7 +294,7 @@ class ProcessingElement(wiring.Component):
         w2_acc = Signal(signed(hw.acc_bits))
         w2_bias = Signal(signed(hw.engine.bias_bits))
         m.d.sync += [w2_valid.eq(w1_valid), w2_tag.slot.eq(w1_slot), w2_tag.ok.eq(w1_ok),
-                     w2_acc.eq(Mux(lay.wb_bank, acc_rs[1].data, acc_rs[0].data)), w2_bias.eq(bias_r.data)]
+                     w2_acc.eq(Mux(lay.wb_bank, acc_rs[1].data, acc_rs[0].data)), w2_bias.eq(bias_data)]
         m.d.comb += [rescale.valid.eq(w2_valid), rescale.acc.eq(w2_acc), rescale.bias.eq(w2_bias),
                      rescale.tag.eq(w2_tag), rescale.frac.eq(lay.weight_frac), rescale.relu.eq(lay.relu)]
         for b, (acc_r, acc_w) in enumerate(zip(acc_rs, acc_ws)):

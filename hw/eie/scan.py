@@ -11,8 +11,10 @@ for the write port: a window read while it is written shows the write). A window
 masked to the layer's ``cols``, into the ``live`` register; the LNZD tree hands its lowest live
 flag to the ``column`` stream each cycle the stream is ready and clears it. The next window is
 loaded in the cycle the current one gives up its last flag (an all-zero window costs one cycle),
-once the write-back has stored all of it (``readable`` slots). The read address depends only on
-``live``, the stream's ready and that gate: the next word is always on its way.
+once the write-back has stored all of it (``readable`` slots, as of the cycle before: the
+comparison is registered). The read address is one of two registers, chosen by the load decision,
+which depends only on ``live``, the stream's ready and registered flags: the next word is always on
+its way.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ class FlagPacker(wiring.Component):
 
 
 def column_layout(hw: HwParams) -> data.StructLayout:
-    """A non-zero activation to broadcast: its index, its slot and its PE."""
-    return data.StructLayout({"j": hw.width_bits, "slot": range(hw.slots), "pe": range(max(2, hw.n_pe))})
+    """A non-zero activation to broadcast: its index, its slot and its PE, and the pointer-bank
+    addresses of its column (:func:`~eiex.hw.eie.pointers.bank_addresses` of ``ptr_base + j``)."""
+    return data.StructLayout({"j": hw.width_bits, "slot": range(hw.slots), "pe": range(max(2, hw.n_pe)),
+                              "ptr_even": hw.ptr_addr_bits, "ptr_odd": hw.ptr_addr_bits, "ptr_odd_first": 1})
 
 
 class WindowScan(wiring.Component):
@@ -82,13 +86,15 @@ class WindowScan(wiring.Component):
     Attributes
     ----------
     start : In(1)
-        Begin a layer (its ``bank`` and ``cols`` are valid): presents window 0's address.
+        Begin a layer (its ``bank`` is valid; ``cols`` from the next cycle on): presents window 0's
+        address.
     run : In(1)
         Scan (windows are loaded only while ``run``).
-    bank, cols : in
-        The source bank and the layer's ``cols``.
+    bank, cols, ptr_base : in
+        The source bank, the layer's ``cols`` and ``ptr_base`` (read when a window is loaded).
     readable : In(range(slots + 1))
-        Local rows of the source bank already stored (all of them when no write-back runs).
+        Local rows of the source bank already stored (all of them when no write-back runs); the
+        scan acts on it one cycle later.
     flag_addr : Out(range(flag_depth))
     flag_data : In(window)
         The flag memory's synchronous read port.
@@ -104,6 +110,7 @@ class WindowScan(wiring.Component):
         self.hw = hw
         super().__init__({
             "start": In(1), "run": In(1), "bank": In(1), "cols": In(hw.width_bits),
+            "ptr_base": In(hw.ptr_addr_bits),
             "readable": In(range(hw.slots + 1)),
             "flag_addr": Out(range(hw.flag_depth)), "flag_data": In(hw.window),
             "column": Out(stream.Signature(column_layout(hw))), "done": Out(1),
@@ -115,16 +122,17 @@ class WindowScan(wiring.Component):
         m = Module()
         lnzd = m.submodules.lnzd = LeadingNonZero(W)
 
-        nxt = Signal(range(hw.n_windows + 1))  # next window to load
-        nxt_j = Signal(hw.width_bits + 1)  # its first flag, nxt * W
-        nxt_need = Signal(range(hw.slots + ws + 1))  # slots it needs stored, (nxt + 1) * ws
+        # the next window to load, nxt: its first flag and the slots it needs stored
+        nxt_j = Signal(hw.width_bits + 1)  # nxt * W
+        nxt_need = Signal(range(hw.slots + ws + 1))  # (nxt + 1) * ws
         live = Signal(W)  # the loaded window's flags still to hand out
         live_valid = Signal()
         live_j = Signal(hw.width_bits + 1)
         live_slot = Signal(range(hw.slots + 1))
+        live_pa = Signal(hw.ptr_addr_bits + 1)  # ptr_base + live_j
+        live_pa1 = Signal(hw.ptr_addr_bits + 1)  # ptr_base + live_j + 1
 
-        more = Signal()
-        m.d.comb += more.eq(nxt_j < self.cols)
+        more = Signal()  # window nxt exists: nxt_j < cols (a layer has at least one column)
         lim = Signal(hw.width_bits + 2)
         m.d.comb += lim.eq(self.cols - nxt_j)
         single = Signal()  # at most one flag left
@@ -138,26 +146,48 @@ class WindowScan(wiring.Component):
         idx_pe = Array(Const(k % n_pe, range(max(2, n_pe))) for k in range(W))
         m.d.comb += [col.payload.j.eq(live_j + lnzd.index), col.payload.slot.eq(live_slot + idx_slot[lnzd.index]),
                      col.payload.pe.eq(idx_pe[lnzd.index])]
+        # the column's pointer-bank addresses, from two registered bases (no carry chain after another)
+        pa = Signal(hw.ptr_addr_bits + 1)
+        pa1 = Signal(hw.ptr_addr_bits + 1)
+        m.d.comb += [pa.eq(live_pa + lnzd.index), pa1.eq(live_pa1 + lnzd.index),
+                     col.payload.ptr_even.eq(pa1 >> 1), col.payload.ptr_odd.eq(pa >> 1),
+                     col.payload.ptr_odd_first.eq(pa[0])]
 
         can_load = Signal()
         m.d.comb += can_load.eq(~live_valid | (single & ((live == 0) | issue)))
+        # window nxt's flags are stored: readable >= nxt_need, as of the cycle before (both
+        # comparisons registered, for nxt_need as it is and as a load makes it)
+        stored, stored_if_load, loaded = Signal(), Signal(), Signal()
+        ready = Signal()
+        m.d.comb += ready.eq(Mux(loaded, stored_if_load, stored))
         load = Signal()
-        m.d.comb += load.eq(self.run & can_load & more & (self.readable >= nxt_need))
+        m.d.comb += load.eq(self.run & can_load & more & ready)
+        m.d.sync += [stored.eq(self.readable >= Mux(self.start, ws, nxt_need)),
+                     stored_if_load.eq(self.readable >= nxt_need + ws), loaded.eq(load)]
+        # the flag-memory addresses of windows nxt and nxt + 1 in the source bank, kept in registers
+        # so that only a multiplexer follows the load decision
         base = Mux(self.bank, hw.n_windows, 0)
+        addr = Signal(range(hw.flag_depth))
+        addr1 = Signal(range(hw.flag_depth + 1))
         with m.If(self.start):
             m.d.comb += self.flag_addr.eq(base)
+            m.d.sync += [addr.eq(base), addr1.eq(base + 1)]
         with m.Else():
-            m.d.comb += self.flag_addr.eq(base + nxt + load)
+            m.d.comb += self.flag_addr.eq(Mux(load, addr1, addr))
+            with m.If(load):
+                m.d.sync += [addr.eq(addr1), addr1.eq(addr1 + 1)]
 
         with m.If(issue):
             m.d.sync += live.eq(live & (live - 1))
         with m.If(self.start):
-            m.d.sync += [nxt.eq(0), nxt_j.eq(0), nxt_need.eq(ws), live_valid.eq(0)]
+            m.d.sync += [nxt_j.eq(0), nxt_need.eq(ws), live_valid.eq(0), more.eq(1)]
         with m.Elif(load):
             mask = Cat(*(k < lim for k in range(W)))
             m.d.sync += [live.eq(self.flag_data & mask), live_valid.eq(1), live_j.eq(nxt_j),
-                         live_slot.eq(nxt_need - ws),
-                         nxt.eq(nxt + 1), nxt_j.eq(nxt_j + W), nxt_need.eq(nxt_need + ws)]
+                         live_slot.eq(nxt_need - ws), live_pa.eq(self.ptr_base + nxt_j),
+                         live_pa1.eq(self.ptr_base + nxt_j + 1),
+                         nxt_j.eq(nxt_j + W), nxt_need.eq(nxt_need + ws),
+                         more.eq(nxt_j + W < self.cols)]
         with m.Elif(can_load):
             m.d.sync += live_valid.eq(0)
         m.d.comb += self.done.eq(~live_valid & ~more)

@@ -40,7 +40,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from eiex.hw.xnor.ram import BLOCK_RAM, registered_read
+from eiex.hw.ram import BLOCK_RAM, registered_read
 from eiex.sw.errors import EiexError
 
 N_BANKS = 3

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from eiex.hw.xnor.banks import N_BANKS, BufferGeometry, consumer_signature, following, producer_signature
 from eiex.hw.xnor.popcount import Popcount, popcount_latency
-from eiex.hw.xnor.ram import BLOCK_RAM, registered_read
+from eiex.hw.ram import BLOCK_RAM, registered_read
 from eiex.sw.errors import EiexError
 
 

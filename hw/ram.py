@@ -9,6 +9,10 @@ are written only while the pipeline is empty), so it reads through an asynchrono
 by a register, and marks the memory ``no_rw_check``: Yosys merges the register into a synchronous
 read port whose data on a collision is undefined, and adds no logic. In simulation the register
 gives exactly the non-transparent synchronous read.
+
+The EIE engine's image memories (sparse matrix, pointers, codebooks, biases) read the same way:
+they are written only by the load interface, between input vectors. Its accumulators are not: the
+MAC reads a row in the cycle another entry's sum is written, and relies on the old word.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ from amaranth.lib.memory import Memory
 BLOCK_RAM = {"ram_style": "block", "no_rw_check": 1}
 
 
-def registered_read(m: Module, memory: Memory, name: str) -> tuple[Signal, Signal]:
+def registered_read(m: Module, memory: Memory, name: str, en=None) -> tuple[Signal, Signal]:
     """``(addr, data)`` of a read port of ``memory``: ``data`` is the word at ``addr`` of the
-    cycle before, as read before that cycle's write."""
+    cycle before, as read before that cycle's write. With ``en`` (a signal), ``data`` changes only
+    after cycles with ``en`` high, as a synchronous port's enable."""
     port = memory.read_port(domain="comb")
     addr = Signal.like(port.addr, name=f"{name}_addr")
     data = Signal.like(port.data, name=f"{name}_data")
     m.d.comb += port.addr.eq(addr)
-    m.d.sync += data.eq(port.data)
+    if en is None:
+        m.d.sync += data.eq(port.data)
+    else:
+        with m.If(en):
+            m.d.sync += data.eq(port.data)
     return addr, data

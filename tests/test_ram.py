@@ -1,5 +1,5 @@
-"""The XNOR engine's block-RAM read (hw/xnor/ram.py): the old word on a collision in simulation, and
-no collision logic after Yosys."""
+"""The block-RAM read without collision logic (hw/ram.py): the old word on a collision in simulation,
+and no collision logic after Yosys."""
 
 # amaranth: UnusedElaboratable=no
 
@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from eiex.hw.xnor.ram import BLOCK_RAM, registered_read
+from eiex.hw.ram import BLOCK_RAM, registered_read
 
 WIDTH, DEPTH = 16, 64
 

@@ -21,8 +21,9 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/eiex demo --out out/demo --force
 
+# two workers, one test file each at a time: the suite is mostly single-threaded tools
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf out build .pytest_cache

@@ -189,23 +189,29 @@ class EieEngine(wiring.Component):
         return Mux(bank, self.hw.slots + slot, slot)
 
     def _load(self, m, table):
-        """Decode load-interface writes into the layer table and every PE's memories."""
+        """Decode load-interface writes into the layer table and every PE's memories. The decoded
+        writes are registered (one cycle later), so the strobes reach the PEs' memories, spread
+        over the chip, from flip-flops."""
         hw = self.hw
         ld = self.load.payload
         fire = Signal()
         m.d.comb += fire.eq(self.load.valid & self.load.ready)
+        addr, word = Signal.like(ld.addr, name="ld_addr"), Signal.like(ld.data, name="ld_data")
+        table_we = Signal()
+        m.d.sync += [addr.eq(ld.addr), word.eq(ld.data), table_we.eq(fire & (ld.sel == MemSel.LAYER))]
         tw = table.write_port()
-        m.d.comb += [tw.en.eq(fire & (ld.sel == MemSel.LAYER)), tw.addr.eq(ld.addr),
-                     tw.data.eq(ld.data[:layer_layout(hw).size])]
+        m.d.comb += [tw.en.eq(table_we), tw.addr.eq(addr), tw.data.eq(word[:layer_layout(hw).size])]
         for p, pe in enumerate(self._pes):
             port = pe_load_signature(hw).create(path=(f"ld{p}",))
             wiring.connect(m, port, pe.load)
             mine = fire & (ld.pe == p)
-            m.d.comb += [port.spmat.eq(mine & (ld.sel == MemSel.SPMAT)), port.ptr.eq(mine & (ld.sel == MemSel.PTR)),
+            m.d.sync += [port.spmat.eq(mine & (ld.sel == MemSel.SPMAT)), port.ptr.eq(mine & (ld.sel == MemSel.PTR)),
                          port.bias.eq(mine & (ld.sel == MemSel.BIAS)),
-                         port.codebook.eq(fire & (ld.sel == MemSel.CODEBOOK)),
-                         port.addr.eq(ld.addr), port.data.eq(ld.data)]
+                         port.codebook.eq(fire & (ld.sel == MemSel.CODEBOOK))]
+            m.d.comb += [port.addr.eq(addr), port.data.eq(word)]
         self._ld_fire = fire
+        self._ld_written = Signal()  # the registered write of the cycle before's transfer
+        m.d.sync += self._ld_written.eq(fire)
 
     def _inputs(self, m, flag_w):
         """Input counters: activation ``j`` to PE ``j % n_pe``, slot ``j // n_pe`` of bank 0, its
@@ -330,6 +336,7 @@ class EieEngine(wiring.Component):
                      scan.readable.eq(Mux(self._wb_running, self._wb_written, hw.slots))]
 
         out_j = Signal(hw.width_bits)  # next to read
+        out_more = Signal()  # out_j < rows, registered
         out_pe = Signal(range(max(2, hw.n_pe)))
         out_slot = Signal(range(hw.slots))
         out_sent = Signal(hw.width_bits)
@@ -344,8 +351,9 @@ class EieEngine(wiring.Component):
 
         with m.FSM(name="ccu"):
             with m.State("IDLE"):
-                # loads only between input vectors; inputs not in the cycle after a load (table read)
-                m.d.sync += tbl_ok.eq(~self._ld_fire)
+                # loads only between input vectors; inputs not in the two cycles after a load (the registered
+                # write, then the layer-table read)
+                m.d.sync += tbl_ok.eq(~self._ld_fire & ~self._ld_written)
                 m.d.comb += [self.load.ready.eq(self._in_j == 0),
                              self.input.ready.eq(tbl_ok & ~(self.load.valid & (self._in_j == 0)))]
                 with m.If(self.input.valid & self.input.ready):
@@ -381,7 +389,7 @@ class EieEngine(wiring.Component):
 
             with m.State("FINISH"):
                 with m.If(~self._wb_running):
-                    m.d.sync += [computing.eq(0), out_j.eq(0), out_pe.eq(0), out_slot.eq(0),
+                    m.d.sync += [computing.eq(0), out_j.eq(0), out_more.eq(1), out_pe.eq(0), out_slot.eq(0),
                                  out_sent.eq(0), o_valid.eq(0)]
                     m.next = "OUT"
 
@@ -392,10 +400,11 @@ class EieEngine(wiring.Component):
                 adv = Signal()
                 m.d.comb += adv.eq(~o_valid | self.output.ready)
                 with m.If(adv):
-                    with m.If(out_j < cur.rows):
+                    with m.If(out_more):
                         for act in self._acts:
                             m.d.comb += [act.raddr.eq(self._bank_addr(dst_bank, out_slot)), act.ren.eq(1)]
-                        m.d.sync += [o_valid.eq(1), o_pe.eq(out_pe), out_j.eq(out_j + 1)]
+                        m.d.sync += [o_valid.eq(1), o_pe.eq(out_pe), out_j.eq(out_j + 1),
+                                     out_more.eq(out_j + 1 < cur.rows)]
                         with m.If(out_pe == hw.n_pe - 1):
                             m.d.sync += [out_pe.eq(0), out_slot.eq(out_slot + 1)]
                         with m.Else():

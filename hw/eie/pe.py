@@ -303,10 +303,13 @@ class ProcessingElement(wiring.Component):
                              acc_w.data.eq(0)]
 
         # activation banks: one read port (control unit), one write port (write-back or input)
-        mem = m.submodules.act = Memory(shape=signed(hw.engine.act_bits), depth=2 * hw.slots, init=[])
-        act_r = mem.read_port()
+        # (no word is read in the cycle it is written: the broadcast reads a row of the bank being
+        # written back only once its window is stored, inputs and outputs have the banks to themselves)
+        mem = m.submodules.act = Memory(shape=signed(hw.engine.act_bits), depth=2 * hw.slots, init=[],
+                                        attrs=BLOCK_RAM)
+        act_raddr, act_rdata = registered_read(m, mem, "act", en=act.ren)
         act_w = mem.write_port()
-        m.d.comb += [act_r.addr.eq(act.raddr), act_r.en.eq(act.ren), act.rdata.eq(act_r.data)]
+        m.d.comb += [act_raddr.eq(act.raddr), act.rdata.eq(act_rdata)]
         done = rescale.out_tag
         with m.If(rescale.out_valid):
             m.d.comb += [act_w.en.eq(done.ok), act_w.addr.eq(Mux(lay.wb_bank, done.slot, hw.slots + done.slot)),

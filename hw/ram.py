@@ -10,9 +10,10 @@ by a register, and marks the memory ``no_rw_check``: Yosys merges the register i
 read port whose data on a collision is undefined, and adds no logic. In simulation the register
 gives exactly the non-transparent synchronous read.
 
-The EIE engine's image memories (sparse matrix, pointers, codebooks, biases) read the same way:
-they are written only by the load interface, between input vectors. Its accumulators are not: the
-MAC reads a row in the cycle another entry's sum is written, and relies on the old word.
+The EIE engine's memories read the same way: the image's (sparse matrix, pointers, codebooks,
+biases) are written only by the load interface, between input vectors; a row of activations is
+read only once it is stored; and where the MAC reads an accumulator in the cycle another entry's
+sum is written to it, its forwarding uses that sum, never the word read.
 """
 
 from __future__ import annotations

@@ -35,6 +35,8 @@ while the MAC of layer ``l + 1`` works in the other one, so the two overlap.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFO
@@ -155,9 +157,12 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(ld.data)]
         # ping-pong accumulators: layer l accumulates in bank l % 2 while layer l - 1's bank is
         # written back
-        accs = [Memory(shape=signed(hw.acc_bits), depth=hw.slots, init=[]) for _ in range(2)]
+        # (the MAC may read a row in the cycle it is written; the forwarding in _mac never uses such
+        # a read, so these too go without collision logic)
+        accs = [Memory(shape=signed(hw.acc_bits), depth=hw.slots, init=[], attrs=BLOCK_RAM) for _ in range(2)]
         m.submodules.acc0, m.submodules.acc1 = accs
-        acc_rs = [acc.read_port() for acc in accs]
+        acc_rs = [SimpleNamespace(**dict(zip(("addr", "data"), registered_read(m, acc, f"acc{b}"))))
+                  for b, acc in enumerate(accs)]
         acc_ws = [acc.write_port() for acc in accs]
 
         # ---- pointers and queue of non-empty columns ---------------------------------------

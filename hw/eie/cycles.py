@@ -22,7 +22,7 @@ every cycle, output always ready), by a recurrence over the non-zero columns ``k
 * the scan is done from ``fin + 1`` after the last window, the control unit leaves ``BCAST`` at
   ``max(fin + 1, F_last + 1)``, PE ``p`` is idle from ``Last + 1 + MAC_STAGES`` (its last
   non-empty column); ``DRAIN`` is left (write-back starts in the background) at
-  ``c = max(leave + 1, idle)``.
+  ``c = max(leave + 1, idle + 1)`` (the PEs report idle through a register).
 
 The next layer's ``SETUP`` is ``c + 2`` (one ``NEXT`` cycle reads the layer table). Local row
 ``s`` of the write-back is decided at ``c + 1 + s``, its flag stored ``WRITEBACK_LATENCY`` cycles
@@ -53,9 +53,10 @@ from eiex.sw.eie_image import EieImage
 NEVER = -(1 << 60)
 
 # Cycles a layer costs beyond its ideal when no PE ever waits: SETUP, the first window load, the
-# column queue, stages A, A2, A3 and B, the PE queue, the MAC pipeline's drain and NEXT (the recurrence
-# below: a layer of one entry goes from SETUP at 0 to the next SETUP at 17).
-LAYER_LATENCY = 16
+# column queue, stages A, A2, A3 and B, the PE queue, the MAC pipeline's drain, the PEs' registered
+# idle flag and NEXT (the recurrence below: a layer of one entry goes from SETUP at 0 to the next
+# SETUP at 18).
+LAYER_LATENCY = 17
 
 
 def pipeline_latency(image: EieImage, hw: HwParams) -> int:
@@ -145,7 +146,7 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
         fin = i_prev
     leave = max(fin + 1, f_prev + 1)  # BCAST left at the end of this cycle
     idle = int(last.max()) + 1 + MAC_STAGES if len(nz) else NEVER
-    return max(leave + 1, idle)
+    return max(leave + 1, idle + 1)  # the PEs' busy flags are registered
 
 
 def engine_cycles(image: EieImage, a: np.ndarray, hw: HwParams) -> dict:

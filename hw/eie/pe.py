@@ -127,7 +127,7 @@ class ProcessingElement(wiring.Component):
     act : In(act_port_signature(hw))
     load : In(pe_load_signature(hw))
     busy : Out(1)
-        A column is queued or in the MAC pipeline.
+        A column was queued or in the MAC pipeline in the cycle before.
     """
 
     def __init__(self, hw: HwParams, init: dict | None = None):
@@ -181,7 +181,7 @@ class ProcessingElement(wiring.Component):
         issue, issue_k, issue_a, issue_first, walking = self._walker(m, fifo, head)
         e_valid = self._mac(m, spmat, codebook, acc_rs, acc_ws, issue, issue_k, issue_a, issue_first)
         self._writeback(m, bias, acc_rs, acc_ws)
-        m.d.comb += self.busy.eq(fifo.r_rdy | walking | e_valid)
+        m.d.sync += self.busy.eq(fifo.r_rdy | walking | e_valid)  # registered: it fans in over the chip
         return m
 
     def _walker(self, m, fifo, head):

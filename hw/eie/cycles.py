@@ -55,8 +55,8 @@ NEVER = -(1 << 60)
 # Cycles a layer costs beyond its ideal when no PE ever waits: SETUP, the first window load, the
 # column queue, stages A, A2, A3 and B, the PE queue, the MAC pipeline's drain, the PEs' registered
 # idle flag and NEXT (the recurrence below: a layer of one entry goes from SETUP at 0 to the next
-# SETUP at 18).
-LAYER_LATENCY = 17
+# SETUP at 19).
+LAYER_LATENCY = 18
 
 
 def pipeline_latency(image: EieImage, hw: HwParams) -> int:

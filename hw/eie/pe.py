@@ -17,9 +17,10 @@ Pipeline of one column ``j`` (one entry per cycle once running, no bubbles betwe
 * ``E3``: the weight is registered;
 * ``E4``: ``weight * a_j`` is registered; the accumulator read of row ``r`` is issued;
 * ``E5``: the accumulator is registered;
-* ``E6``: ``acc[r] += product`` (fillers, ``v == 0``, skipped) is written back. The read in
-  ``E4`` misses the sums of the two entries ahead (made in the cycle of the read and the next):
-  they are forwarded, the newer first.
+* ``E6``: ``acc[r] + product`` is registered;
+* ``E7``: it is written to ``acc[r]`` (fillers, ``v == 0``, skipped). The read in ``E4`` misses
+  the sums of the three entries ahead (made in the cycle before the read, in its cycle and the
+  next): they are forwarded, the newest first.
 
 Write-back, driven by the control unit one local row per cycle: ``acc[s]`` and
 ``bias[bias_base + s]`` are read, then :class:`~eiex.hw.eie.rescale.Rescale` rounds, saturates and
@@ -48,8 +49,8 @@ from eiex.hw.eie.pointers import PointerReader
 from eiex.hw.eie.rescale import Rescale
 from eiex.hw.ram import BLOCK_RAM, registered_read
 
-#: cycles from the last entry's issue to the end of its accumulator write (``E1`` .. ``E6``)
-MAC_STAGES = 7
+#: cycles from the last entry's issue to the end of its accumulator write (``E1`` .. ``E7``)
+MAC_STAGES = 8
 #: cycles from a write-back command to its result's write and flag (memory read, its register,
 #: then the rescale pipeline)
 WRITEBACK_LATENCY = 2 + Rescale.LATENCY
@@ -216,7 +217,7 @@ class ProcessingElement(wiring.Component):
         return issue, issue_k, issue_a, issue_first, active
 
     def _mac(self, m, spmat, codebook, acc_rs, acc_ws, issue, issue_k, issue_a, issue_first):
-        """``E1`` .. ``E6``; returns "an entry is in flight"."""
+        """``E1`` .. ``E7``; returns "an entry is in flight"."""
         hw, e = self.hw, self.hw.engine
         lay = self.layer
         sp_addr, sp_data = registered_read(m, spmat, "spmat")
@@ -259,28 +260,31 @@ class ProcessingElement(wiring.Component):
                      e5["p"].eq(e4["w"] * e4["a"])]
         m.d.sync += [e6["valid"].eq(e5["valid"]), e6["write"].eq(e5["write"]), e6["r"].eq(e5["r"]),
                      e6["p"].eq(e5["p"]), e6["acc"].eq(Mux(lay.mac_bank, acc_rs[1].data, acc_rs[0].data))]
-        # E6's sum is written in the cycle it is made; the accumulator read for a row (E4) sees
-        # only writes made before it, so the two sums made after it are forwarded: the last one
-        # (one cycle old) before the one before (two cycles old), which it already includes
+        # E6's sum is registered and written in E7 (the accumulator block RAM may sit far from the
+        # adder). The accumulator read for a row (E4) sees only writes made before it, so the
+        # three sums made since are forwarded: the newest first (each includes the ones before it)
+        e7 = stage("e7", valid=1, write=1, r=row_bits)
+        m.d.sync += [e7["valid"].eq(e6["valid"]), e7["write"].eq(e6["write"]), e7["r"].eq(e6["r"])]
         total = Signal(signed(hw.acc_bits))
-        last = Signal(signed(hw.acc_bits))
-        before = Signal(signed(hw.acc_bits))
-        m.d.sync += [last.eq(total), before.eq(last)]
-        hit_last = Signal()  # E6's row is the one written one cycle earlier
-        hit_before = Signal()  # ... two cycles earlier
-        hit_before_e5 = Signal()
-        m.d.sync += [hit_last.eq(e6["write"] & (e6["r"] == e5["r"])),
-                     hit_before_e5.eq(e6["write"] & (e6["r"] == e4["r"])), hit_before.eq(hit_before_e5)]
-        old = Mux(hit_last, last, Mux(hit_before, before, e6["acc"]))
+        sums = [Signal(signed(hw.acc_bits), name=f"sum{age}") for age in (1, 2, 3)]  # made 1, 2, 3 cycles ago
+        m.d.sync += [sums[0].eq(total), sums[1].eq(sums[0]), sums[2].eq(sums[1])]
+        # E6's row equals the row summed 1, 2, 3 cycles earlier: compared when the older entry was
+        # in E6 and this one in E5, E4, E3, then delayed
+        hits = [Signal(name=f"hit{age}") for age in (1, 2, 3)]
+        hit2_e5, hit3_e4, hit3_e5 = Signal(), Signal(), Signal()
+        m.d.sync += [hits[0].eq(e6["write"] & (e6["r"] == e5["r"])),
+                     hit2_e5.eq(e6["write"] & (e6["r"] == e4["r"])), hits[1].eq(hit2_e5),
+                     hit3_e4.eq(e6["write"] & (e6["r"] == e3["r"])), hit3_e5.eq(hit3_e4), hits[2].eq(hit3_e5)]
+        old = Mux(hits[0], sums[0], Mux(hits[1], sums[1], Mux(hits[2], sums[2], e6["acc"])))
         m.d.comb += total.eq(old + e6["p"])
 
         # accumulator ports: a bank being written back belongs to the write-back (the MAC works
         # in the other bank then), else to the MAC
         for b, (acc_r, acc_w) in enumerate(zip(acc_rs, acc_ws)):
             with m.If(lay.mac_bank == b):
-                m.d.comb += [acc_r.addr.eq(e4["r"]), acc_w.en.eq(e6["write"]), acc_w.addr.eq(e6["r"]),
-                             acc_w.data.eq(total)]
-        return Cat(st["valid"] for st in (e1, e1w, e2, e3, e4, e5, e6)).any()
+                m.d.comb += [acc_r.addr.eq(e4["r"]), acc_w.en.eq(e7["write"]), acc_w.addr.eq(e7["r"]),
+                             acc_w.data.eq(sums[0])]
+        return Cat(st["valid"] for st in (e1, e1w, e2, e3, e4, e5, e6, e7)).any()
 
     def _writeback(self, m, bias, acc_rs, acc_ws):
         """Read ``acc[s]`` and its bias, rescale, write the activation, report the flag."""

@@ -21,9 +21,10 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/eiex demo --out out/demo --force
 
-# two workers, one test file each at a time: the suite is mostly single-threaded tools
+# two workers, a test file (or the files sharing the trained models, tests/conftest.py) at a time:
+# the suite is mostly single-threaded tools
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf out build .pytest_cache

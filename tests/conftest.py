@@ -47,3 +47,25 @@ def compressed_lenet300(tmp_path_factory):
     out.mkdir()
     write_outputs(_compressed("lenet300"), out)
     return out
+
+
+# ---- running on pytest-xdist workers (`make test`: -n 2 --dist loadgroup) ----------------------
+
+#: test files that share the session's trained models (compressed LeNets, binarized BNN): one
+#: worker runs them all, so each model is trained once
+TRAINED_MODEL_FILES = {"test_targets.py", "test_end_to_end.py", "test_cli_xnor.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test file is one xdist group (its module fixtures are built once), the files that use
+    the trained models one group together."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group("trained-models" if name in TRAINED_MODEL_FILES else name))
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # an xdist worker: two on two cores, one torch thread each
+        import torch
+
+        torch.set_num_threads(1)

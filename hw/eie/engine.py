@@ -210,8 +210,10 @@ class EieEngine(wiring.Component):
                          port.codebook.eq(fire & (ld.sel == MemSel.CODEBOOK))]
             m.d.comb += [port.addr.eq(addr), port.data.eq(word)]
         self._ld_fire = fire
-        self._ld_written = Signal()  # the registered write of the cycle before's transfer
-        m.d.sync += self._ld_written.eq(fire)
+        # transfers 1 and 2 cycles ago: the table write, then its read, then the input counter's
+        # registered comparison with the new row 0 (_inputs)
+        self._ld_recent = Signal(2)
+        m.d.sync += self._ld_recent.eq(Cat(fire, self._ld_recent[0]))
 
     def _inputs(self, m, flag_w):
         """Input counters: activation ``j`` to PE ``j % n_pe``, slot ``j // n_pe`` of bank 0, its
@@ -224,6 +226,11 @@ class EieEngine(wiring.Component):
         in_win = Signal(range(hw.n_windows))
         fire = Signal()
         m.d.comb += fire.eq(self.input.valid & self.input.ready)
+        # in_j + 1 == cols, registered: both outcomes of this cycle's transfer compared ahead
+        cols = self._table_r.data.cols
+        self._in_final = Signal()
+        m.d.sync += self._in_final.eq(Mux(fire, Mux(self._in_final, cols == 1, self._in_j + 2 == cols),
+                                          self._in_j + 1 == cols))
         packer = m.submodules.input_flags = FlagPacker(hw.window, 1)
         m.d.comb += [packer.valid.eq(fire), packer.pos.eq(in_k), packer.bits.eq(self.input.payload != 0)]
         with m.If(fire):
@@ -239,7 +246,7 @@ class EieEngine(wiring.Component):
             with m.Else():
                 m.d.sync += in_k.eq(in_k + 1)
             m.d.sync += self._in_j.eq(self._in_j + 1)
-            with m.If(self._in_j + 1 == self._table_r.data.cols):
+            with m.If(self._in_final):
                 m.d.sync += [self._in_j.eq(0), in_pe.eq(0), in_slot.eq(0), in_k.eq(0), in_win.eq(0)]
         return fire
 
@@ -351,15 +358,15 @@ class EieEngine(wiring.Component):
 
         with m.FSM(name="ccu"):
             with m.State("IDLE"):
-                # loads only between input vectors; inputs not in the two cycles after a load (the registered
-                # write, then the layer-table read)
-                m.d.sync += tbl_ok.eq(~self._ld_fire & ~self._ld_written)
+                # loads only between input vectors; inputs not in the three cycles after a load (the
+                # registered write, the layer-table read, the input counter's comparison with it)
+                m.d.sync += tbl_ok.eq(~self._ld_fire & ~self._ld_recent.any())
                 m.d.comb += [self.load.ready.eq(self._in_j == 0),
                              self.input.ready.eq(tbl_ok & ~(self.load.valid & (self._in_j == 0)))]
                 with m.If(self.input.valid & self.input.ready):
                     with m.If(self._in_j == 0):
                         m.d.sync += [running.eq(1), run_count.eq(1)]
-                    with m.If(self._in_j + 1 == tr.data.cols):
+                    with m.If(self._in_final):
                         m.next = "SETUP"
 
             with m.State("SETUP"):

@@ -11,8 +11,8 @@ read port whose data on a collision is undefined, and adds no logic. In simulati
 gives exactly the non-transparent synchronous read.
 
 The EIE engine's memories read the same way: the image's (sparse matrix, pointers, codebooks,
-biases) are written only by the load interface, between input vectors; a row of activations is
-read only once it is stored; and where the MAC reads an accumulator in the cycle another entry's
+biases) are written only by the load interface, between input vectors; a row of activations, and a
+window of non-zero flags, is read only once it is stored; and where the MAC reads an accumulator in the cycle another entry's
 sum is written to it, its forwarding uses that sum, never the word read.
 """
 
@@ -21,8 +21,10 @@ from __future__ import annotations
 from amaranth import Module, Signal
 from amaranth.lib.memory import Memory
 
-#: Memory attributes: block RAM, and no logic for read-write collisions (see the module docstring)
-BLOCK_RAM = {"ram_style": "block", "no_rw_check": 1}
+#: Memory attributes: no logic for read-write collisions (see the module docstring)
+NO_RW_CHECK = {"no_rw_check": 1}
+#: ... and block RAM
+BLOCK_RAM = {"ram_style": "block", **NO_RW_CHECK}
 
 
 def registered_read(m: Module, memory: Memory, name: str, en=None) -> tuple[Signal, Signal]:

@@ -734,7 +734,7 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
         **{k: v for k, v in builds.items() if k != "builds"},
         "eie_lenet300_efficiency_8pe": eie["lenet300"]["headline"]["permuted"]["efficiency"],
         "eie_fc6_efficiency_64pe": row(fc6_rows, "pes", 64, QUEUE_DEPTH, True)["efficiency"],
-        "eie_fc6_efficiency_64pe_depth1": row(fc6_rows, "queue_depth", FC6_QUEUE_PES, 1, True)["efficiency"],
+        "eie_fc6_efficiency_64pe_depth2": row(fc6_rows, "queue_depth", FC6_QUEUE_PES, 2, True)["efficiency"],
         "eie_lenet300_efficiency_64pe": row(lenet_rows, "pes", 64, QUEUE_DEPTH, True)["efficiency"],
         **{f"{e}_verilator_vs_amaranth_speed": speeds["engines"][e]["verilator_vs_amaranth"]
            for e in speeds["engines"]},

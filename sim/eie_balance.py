@@ -27,7 +27,7 @@ from eiex.sw.data import load_dataset  # noqa: E402
 from eiex.sw.errors import EiexError  # noqa: E402
 from eiex.sw.eie_export import engine_for, export_model, layers_from_npz, read_model_folder  # noqa: E402
 
-QUEUE_DEPTHS = (1, 2, 4, 8, 16, 32)
+QUEUE_DEPTHS = (2, 4, 8, 16, 32)  # the registered broadcast stall needs two places
 PE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
 RTL_SIMULATORS = ("amaranth", "verilator", "icarus")
 

@@ -61,7 +61,7 @@ def test_fc6_sweep_efficiency_properties():
     cols = bench.QUICK_FC6_COLS
     raw = bench.relu_inputs(1, cols)
     rows, _ = eie_balance.sweep(bench.fc6_images(bench.fc6_layer(cols), raw), default_pes=8, default_depth=8,
-                                pe_counts=(1, 4, 64), queue_depths=(1, 8))
+                                pe_counts=(1, 4, 64), queue_depths=(2, 8))
     assert len(rows) == 2 * (2 + 3)
     for r in rows:
         assert 0 < r["efficiency"] <= 1 and r["compute_cycles"] >= r["ideal_cycles"] > 0
@@ -72,7 +72,7 @@ def test_fc6_sweep_efficiency_properties():
     assert all(r["compute_cycles"] == r["ideal_cycles"] + r["latency"] for r in one_pe)
     depth = {(r["queue_depth"], r["balance"]): r for r in rows if r["sweep"] == "queue_depth"}
     for balance in (False, True):  # a deeper queue never costs cycles
-        assert depth[8, balance]["compute_cycles"] <= depth[1, balance]["compute_cycles"]
+        assert depth[8, balance]["compute_cycles"] <= depth[2, balance]["compute_cycles"]
 
 
 def test_permuted_rows_compute_the_same_outputs_permuted():
@@ -160,7 +160,7 @@ def test_bnn_image_has_the_shape_and_default_folding():
 def fake_pieces(monkeypatch, tmp_path):
     """run_bench's pieces replaced by small results of the same shape."""
     image_for = bench.fc6_images(small_layer(), bench.relu_inputs(2, 30, density=0.5))
-    rows = {pes: eie_balance.sweep(image_for, default_pes=pes, pe_counts=(1, 8, 64), queue_depths=(1, 8))[0]
+    rows = {pes: eie_balance.sweep(image_for, default_pes=pes, pe_counts=(1, 8, 64), queue_depths=(2, 8))[0]
             for pes in (8, 64)}
     headline = {"permuted": {"efficiency": 0.9, "compute_over_ideal": 1.1}}
     eie = {"eie_lenet300_cycle_ratio_8pe": 1.1,
@@ -202,8 +202,8 @@ def test_run_bench_gathers_headlines_plots_and_json(monkeypatch, tmp_path):
     assert "rows" not in result
     assert result["eie_verilator_vs_amaranth_speed"] == 50.0 and result["quick"] is True
     fc6_rows = result["eie"]["fc6"]["rows"]
-    assert result["eie_fc6_efficiency_64pe_depth1"] == next(
-        r["efficiency"] for r in fc6_rows if r["sweep"] == "queue_depth" and r["queue_depth"] == 1 and r["balance"])
+    assert result["eie_fc6_efficiency_64pe_depth2"] == next(
+        r["efficiency"] for r in fc6_rows if r["sweep"] == "queue_depth" and r["queue_depth"] == 2 and r["balance"])
     assert json.loads((out / "bench.json").read_text()) == result  # JSON-ready: numpy scalars converted
     assert result["plots"] == ["eie_balance.png", "xnor_intervals.png", "simulator_speeds.png"]
     assert all((out / p).stat().st_size > 1000 for p in result["plots"])

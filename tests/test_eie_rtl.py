@@ -78,7 +78,7 @@ CASES = [
      dict(density=0.8, relu=(False,), weight_frac=0, full_range=True), 8),
     ("saturation-relu-round", P(4, act_bits=12, act_frac=4, weight_bits=6, bias_bits=16), [10, 8, 8],
      dict(density=0.6, weight_frac=1, full_range=True), 3),
-    ("queue-depth-one", P(3, idx_bits=2), [12, 12, 5], dict(density=0.5, uneven=True), 1),
+    ("smallest-queue", P(3, idx_bits=2), [12, 12, 5], dict(density=0.5, uneven=True), 2),
     ("wide-frac", P(2, act_bits=9, act_frac=4, weight_bits=7, bias_bits=30), [7, 6, 3],
      dict(density=0.6, weight_frac=25, full_range=True), 8),
 ]
@@ -253,6 +253,7 @@ def test_lnzd_tree_finds_the_lowest_set_flag():
 @pytest.mark.parametrize("make, message", [
     (lambda: HwParams(P(2), queue_depth=0), "queue_depth must be a positive integer, not 0"),
     (lambda: HwParams(P(2), max_width=-3), "max_width must be a positive integer, not -3"),
+    (lambda: HwParams(P(2), queue_depth=1), "queue_depth must be at least 2"),
     (lambda: HwParams(P(2), ptr_depth=1), "ptr_depth must be at least 2"),
     (lambda: HwParams("p"), "engine must be an EngineParams, not str"),
     (lambda: LeadingNonZero(0), "width must be a positive integer, not 0"),
@@ -282,8 +283,10 @@ def test_verilog_lint(tmp_path):
 
 def test_columns_empty_in_some_pes_cost_them_nothing():
     """Every column has entries in only half of the PEs (a different half each time): a PE
-    enqueues only the columns it has entries in, so the load imbalance between columns does not
-    stall the broadcast and the engine runs close to its ideal."""
+    enqueues only the columns it has entries in, so the engine runs within 10% of its ideal
+    beyond the pipeline latency. A PE that enqueued every column would spend a cycle on each empty
+    one: about 1.6 times the ideal here. (The broadcast still stalls while any queue is nearly
+    full, the price of deciding it from a register.)"""
     params = EngineParams(n_pe=8, idx_bits=4, rel_bits=4, act_bits=16, act_frac=8, weight_bits=8,
                           bias_bits=32, ptr_bits=16, entries_per_word=8)
     rng = np.random.default_rng(7)
@@ -301,7 +304,7 @@ def test_columns_empty_in_some_pes_cost_them_nothing():
     m = engine_cycles(image, x[0], hw)
     empty = (np.stack([np.diff(pe.ptr[:cols + 1]) for pe in image.pes]) == 0).mean()
     assert empty > 0.4
-    assert m["compute_cycles"] <= 1.05 * m["ideal_cycles"] + pipeline_latency(image, hw), m
+    assert m["compute_cycles"] <= 1.10 * m["ideal_cycles"] + pipeline_latency(image, hw), m
     y, stats = simulate(image, x, hw=hw)
     assert np.array_equal(y, golden.run(image, x))
     assert stats[0]["compute_cycles"] == m["compute_cycles"]

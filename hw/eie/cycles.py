@@ -13,9 +13,12 @@ every cycle, output always ready), by a recurrence over the non-zero columns ``k
 * stage ``A`` pops the queue at ``P_k = max(I_k + 1, P_{k-1} + 1, F_{k-H} + 1)`` (``H`` =
   ``SKID_DEPTH`` columns in flight at most: the place of column ``k - H`` is free the cycle after its
   broadcast);
-* broadcast: ``F_k = max(P_k + 3, F_{k-1} + 1, Take_p[m - D] + 1)`` over the PEs ``p`` for which
-  column ``k`` is non-empty, ``m`` being the column's index among ``p``'s non-empty columns (the
-  queue must have room; empty columns are not enqueued and cost ``p`` nothing);
+* broadcast: ``F_k`` is the first cycle ``t >= max(P_k + 3, F_{k-1} + 1)`` at which no PE's queue
+  held ``D - 1`` columns at ``t - 1`` (the stall is a register), every PE counted, whether column
+  ``k`` is non-empty in it or not. PE ``p`` holds at ``t - 1`` its columns broadcast before ``t - 1``
+  less those it took before ``t - 1``: ``t >= Take_p[m - D + 1] + 2``, ``m`` being the number of
+  ``p``'s non-empty columns before ``k``, or ``m`` less one when column ``k - 1`` is non-empty in ``p``
+  and broadcast at ``t - 1``. Empty columns are not enqueued and cost ``p`` nothing;
 * PE ``p``, non-empty column of ``n`` entries: taken from the queue at ``max(F_k + 1, Last)``,
   its first entry issues at ``max(F_k + 1, Last + 1)`` and ``Last`` becomes its last entry's
   issue cycle;
@@ -116,6 +119,13 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
     takes = [[] for _ in range(n_pe)]  # take cycles of each PE's non-empty columns
     pops: list[int] = []
     fires: list[int] = []
+    def clear_from(held):
+        """The first ``t`` at which no PE held ``depth - 1`` columns at ``t - 1``, ``held[p]`` being
+        PE ``p``'s columns broadcast before ``t - 1``: its take number ``held[p] - depth + 1`` came
+        before ``t - 1``."""
+        return max((takes[p][held[p] - depth + 1] + 2 for p in range(n_pe) if held[p] >= depth - 1),
+                   default=NEVER)
+
     fin = 1  # the scan may load its next window from this cycle
     i_prev = p_prev = f_prev = NEVER
     for w in range(n_windows):
@@ -133,9 +143,13 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
                 p_k = max(p_k, fires[k - SKID_DEPTH] + 1)
             f_k = max(p_k + 3, f_prev + 1)
             n = lengths[:, k]
-            for p in range(n_pe):
-                if n[p] > 0 and len(takes[p]) >= depth:
-                    f_k = max(f_k, takes[p][-depth] + 1)
+            held = [len(t) for t in takes]
+            if k > 0 and f_k == f_prev + 1:  # column k - 1, broadcast at t - 1, is not held yet
+                before = [h - int(n > 0) for h, n in zip(held, lengths[:, k - 1])]
+                if clear_from(before) > f_k:
+                    f_k = max(f_k + 1, clear_from(held))
+            else:
+                f_k = max(f_k, clear_from(held))
             for p in range(n_pe):
                 if n[p] > 0:
                     takes[p].append(max(f_k + 1, int(last[p])))

@@ -11,7 +11,7 @@ Block diagram::
                    │                                               │ ─► B: broadcast (j, a_j); a PE
                    └───────────────────────────────────────────────┘    enqueues (start, end, a_j)
                                                                         only if end > start (waits
-                                                                        while such a queue is full)
+                                                                        while a queue is nearly full)
     PE p: pointer banks ─► queue ─► walker ─► spmat word ─► codebook ─► MAC (+ forwarding) ─► acc
     write-back: acc + bias ─► round, saturate, ReLU ─► activation bank dst; flags packed ─► dst words
     output ◄── last layer's bank, rows in order
@@ -34,9 +34,11 @@ tables per window position: no divider); stage ``A`` takes the queue head and re
 every PE's source bank and, in every PE, the column's two pointers; ``A2`` has the data, ``A3``
 registers it (no logic follows a block RAM's slow output in the same cycle) and pushes it into
 skid buffers (``a_j``, PE ``j % n_pe``'s word, here; each PE's pointers in its
-:class:`~eiex.hw.eie.pointers.PointerReader`). Their heads are stage ``B``, which broadcasts when
-every PE for which the column is non-empty has room in its queue. A PE with no entries in column
-``j`` neither enqueues it nor holds the broadcast back. ``A`` .. ``A3`` never hold: ``A`` pops only
+:class:`~eiex.hw.eie.pointers.PointerReader`). Their heads are stage ``B``, which broadcasts unless a PE's queue
+held ``queue_depth - 1`` columns in the cycle before (a registered stall: the decision would
+otherwise cross the chip twice in a cycle, from every PE's queue to the control unit and back to
+every PE's queue). A PE with no entries in column ``j`` does not enqueue it and spends no cycle on
+it. ``A`` .. ``A3`` never hold: ``A`` pops only
 while fewer than ``SKID_DEPTH`` columns are in flight (a registered count), which is what keeps a
 stalled broadcast from reaching the memories' enables in the same cycle.
 """
@@ -54,6 +56,7 @@ from eiex.hw.eie.pe import (ProcessingElement, act_port_signature, column_signat
                             writeback_signature)
 from eiex.hw.eie.pointers import SKID_DEPTH
 from eiex.hw.eie.scan import FlagPacker, WindowScan, column_layout
+from eiex.hw.ram import NO_RW_CHECK, registered_read
 from eiex.sw.errors import EiexError
 
 
@@ -171,11 +174,13 @@ class EieEngine(wiring.Component):
             m.d.comb += [getattr(pe.layer, name).eq(value) for name, value in fields.items()]
 
         self._load(m, table)
-        flags = m.submodules.flags = Memory(shape=hw.window, depth=hw.flag_depth, init=[])
+        # the scan loads a window only once every flag of it is stored (the gate), so no read
+        # needs a word written in its cycle: no collision logic
+        flags = m.submodules.flags = Memory(shape=hw.window, depth=hw.flag_depth, init=[], attrs=NO_RW_CHECK)
         flag_w = flags.write_port()
-        flag_r = flags.read_port(transparent_for=(flag_w,))
+        flag_raddr, flag_rdata = registered_read(m, flags, "flag")
         scan = m.submodules.scan = WindowScan(hw)
-        m.d.comb += [flag_r.addr.eq(scan.flag_addr), scan.flag_data.eq(flag_r.data)]
+        m.d.comb += [flag_raddr.eq(scan.flag_addr), scan.flag_data.eq(flag_rdata)]
         in_fire = self._inputs(m, flag_w)
         self._writeback(m, flag_w, in_fire)
         colq = m.submodules.column_queue = SyncFIFO(width=column_layout(hw).size, depth=COLUMN_QUEUE_DEPTH)
@@ -231,6 +236,9 @@ class EieEngine(wiring.Component):
         self._in_final = Signal()
         m.d.sync += self._in_final.eq(Mux(fire, Mux(self._in_final, cols == 1, self._in_j + 2 == cols),
                                           self._in_j + 1 == cols))
+        self._in_first = Signal(init=1)  # in_j == 0, registered: it gates the load and input handshakes
+        with m.If(fire):
+            m.d.sync += self._in_first.eq(self._in_final)
         packer = m.submodules.input_flags = FlagPacker(hw.window, 1)
         m.d.comb += [packer.valid.eq(fire), packer.pos.eq(in_k), packer.bits.eq(self.input.payload != 0)]
         with m.If(fire):
@@ -302,10 +310,13 @@ class EieEngine(wiring.Component):
         a3_act = [Signal(signed(hw.engine.act_bits), name=f"a3_act{p}") for p in range(hw.n_pe)]
         # a_j of the columns in the PEs' pointer skid buffers, in step with them
         skid = m.submodules.act_skid = SyncFIFO(width=hw.engine.act_bits, depth=SKID_DEPTH)
-        all_ready = Signal()
-        m.d.comb += all_ready.eq(Cat(col.ready | ~col.need for col in self._cols).all())
+        # the broadcast stalls while a PE's queue held depth - 1 columns in the cycle before: a
+        # register, so the decision does not cross the chip twice in one cycle (PEs to the control
+        # unit and back); it stalls even for a PE that does not need the column
+        stall = Signal()
+        m.d.sync += stall.eq(Cat(col.full for col in self._cols).any())
         fire = Signal()
-        m.d.comb += fire.eq(skid.r_rdy & all_ready)
+        m.d.comb += fire.eq(skid.r_rdy & ~stall)
         # columns popped and not yet broadcast; a pop needs one of the SKID_DEPTH places (registered,
         # so the broadcast's stall never reaches the memories' enables in the same cycle)
         in_flight = Signal(range(SKID_DEPTH + 1))
@@ -361,10 +372,10 @@ class EieEngine(wiring.Component):
                 # loads only between input vectors; inputs not in the three cycles after a load (the
                 # registered write, the layer-table read, the input counter's comparison with it)
                 m.d.sync += tbl_ok.eq(~self._ld_fire & ~self._ld_recent.any())
-                m.d.comb += [self.load.ready.eq(self._in_j == 0),
-                             self.input.ready.eq(tbl_ok & ~(self.load.valid & (self._in_j == 0)))]
+                m.d.comb += [self.load.ready.eq(self._in_first),
+                             self.input.ready.eq(tbl_ok & ~(self.load.valid & self._in_first))]
                 with m.If(self.input.valid & self.input.ready):
-                    with m.If(self._in_j == 0):
+                    with m.If(self._in_first):
                         m.d.sync += [running.eq(1), run_count.eq(1)]
                     with m.If(self._in_final):
                         m.next = "SETUP"

@@ -68,6 +68,9 @@ class HwParams:
             _check_positive(name, getattr(self, name))
         if self.window_slots is not None:
             _check_positive("window_slots", self.window_slots)
+        if self.queue_depth < 2:
+            raise EiexError(f"queue_depth must be at least 2 (the broadcast sees a PE's queue level one "
+                            f"cycle late), not {self.queue_depth}")
         if self.ptr_depth < 2:
             raise EiexError(f"ptr_depth must be at least 2 (one layer's two pointers), not {self.ptr_depth}")
 

@@ -7,8 +7,9 @@ Pipeline of one column ``j`` (one entry per cycle once running, no bubbles betwe
   and queued in its skid buffer; its head is stage ``B``, where ``need`` tells whether the column
   has entries here;
 * broadcast (``col.fire``): only a non-empty column is enqueued, as ``(start, end, a_j)``; an
-  empty column costs this PE neither a queue slot nor a cycle. The control unit broadcasts when
-  every PE with ``need`` has room (``ready``), so a PE without entries never blocks it;
+  empty column costs this PE neither a queue slot nor a cycle. The control unit stalls the
+  broadcast in the cycle after any PE's queue holds ``queue_depth - 1`` columns (``full``), so the
+  last place is left for the column it may broadcast while that flag travels;
 * walker: issues entry addresses ``start .. end - 1``, one per cycle, taking the queue head while
   the previous column issues its last entry; the sparse-matrix word is read;
 * ``E1``: the word is registered (every memory's data is, before any logic: a block RAM's
@@ -63,7 +64,7 @@ def column_signature(hw: HwParams) -> wiring.Signature:
         "en": Out(1), "ptr_even": Out(hw.ptr_addr_bits), "ptr_odd": Out(hw.ptr_addr_bits), "ptr_odd_first": Out(1),
         "push": Out(1),  # stage A3: the pointers read two cycles before enter the skid buffer
         "fire": Out(1), "a": Out(signed(hw.engine.act_bits)),  # broadcast of stage B's column
-        "need": In(1), "ready": In(1),  # stage B's column has entries here / the queue has room
+        "full": In(1),  # the queue holds queue_depth - 1 columns or more (the broadcast stalls next cycle)
     })
 
 
@@ -170,11 +171,11 @@ class ProcessingElement(wiring.Component):
         ptr = m.submodules.pointers = PointerReader(hw, init.get("ptr", []))
         m.d.comb += [ptr.en.eq(self.col.en), ptr.even_addr.eq(self.col.ptr_even), ptr.odd_addr.eq(self.col.ptr_odd),
                      ptr.odd_first.eq(self.col.ptr_odd_first), ptr.push.eq(self.col.push),
-                     ptr.pop.eq(self.col.fire), self.col.need.eq(ptr.need),
+                     ptr.pop.eq(self.col.fire),
                      ptr.ld_en.eq(ld.ptr), ptr.ld_addr.eq(ld.addr), ptr.ld_data.eq(ld.data)]
         ql = queue_layout(hw)
         fifo = m.submodules.queue = SyncFIFO(width=ql.size, depth=hw.queue_depth)
-        m.d.comb += [fifo.w_en.eq(self.col.fire & ptr.need), self.col.ready.eq(fifo.w_rdy)]
+        m.d.comb += [fifo.w_en.eq(self.col.fire & ptr.need), self.col.full.eq(fifo.level >= hw.queue_depth - 1)]
         q_in = data.View(ql, fifo.w_data)
         m.d.comb += [q_in.start.eq(ptr.start), q_in.end.eq(ptr.end), q_in.a.eq(self.col.a)]
         head = data.View(ql, fifo.r_data)

@@ -25,10 +25,17 @@ class Timed(Elaboratable):
         return m
 
 
-def run_timed(dut, driver, monitor, vcd: str | None = None, timing: dict | None = None) -> None:
+class Deadlock(RuntimeError):
+    """The design did not finish within the cycle budget of :func:`run_timed`."""
+
+
+def run_timed(dut, driver, monitor, vcd: str | None = None, timing: dict | None = None,
+              max_cycles: int | None = None) -> None:
     """Simulate ``dut`` beside a :class:`Timed` counter with a 1 MHz ``sync`` clock; ``driver`` and
     ``monitor`` are testbenches taking ``(ctx, top)`` (``top.cycle`` stamps transfers). ``timing``,
-    if given, receives ``sim_cycles`` (the counter when the monitor is done) and ``sim_seconds``."""
+    if given, receives ``sim_cycles`` (the counter when the monitor is done) and ``sim_seconds``.
+    With ``max_cycles``, a design still running after that many cycles raises :class:`Deadlock`
+    instead of simulating forever."""
     top = Timed(dut)
     sim_cycles = 0
 
@@ -44,6 +51,12 @@ def run_timed(dut, driver, monitor, vcd: str | None = None, timing: dict | None 
     sim.add_clock(1e-6)
     sim.add_testbench(drive)
     sim.add_testbench(monitor_then_count)
+    if max_cycles is not None:
+        async def watchdog(ctx):
+            await ctx.delay(max_cycles * 1e-6)
+            raise Deadlock(f"the design has not finished after {max_cycles} simulated cycles")
+
+        sim.add_testbench(watchdog, background=True)
     started = time.perf_counter()
     if vcd:
         with sim.write_vcd(vcd):

@@ -117,6 +117,23 @@ def test_back_pressure_input_gaps_and_back_to_back_inferences():
         assert stats[s]["cycles"] > engine_cycles(image, x[s], hw)["cycles"]
 
 
+def test_next_vector_counts_its_inputs_against_the_first_layer():
+    """After a vector's outputs the layer table is read again at row 0: the next vector's end of
+    input is decided on the first layer's 12 columns, not on the last layer's single one (found by
+    Hypothesis: the engine took one input, ran, then waited forever)."""
+    params = P(5, idx_bits=1, act_bits=6, act_frac=0, weight_bits=4)
+    rng = np.random.default_rng(5)
+    layers = [IntLayer(rng.integers(0, 2, (7, 12)), np.array([0, -5]), rng.integers(-3000, 3000, 7), True, 0),
+              IntLayer(np.ones((1, 7), dtype=np.int64), np.array([0, -7]), np.array([2344]), True, 0),
+              IntLayer(np.ones((4, 1), dtype=np.int64), np.array([0, 4]), rng.integers(-3000, 3000, 4), False, 0)]
+    image = build_image(layers, params)
+    x = random_inputs(params, 12, 3, seed=5)
+    out, stats = simulate(image, x, queue_depth=2)
+    np.testing.assert_array_equal(out, golden.run(image, x))
+    hw = HwParams.for_image(image, queue_depth=2)
+    assert [s["cycles"] for s in stats] == [engine_cycles(image, v, hw)["cycles"] for v in x]
+
+
 def test_no_rebroadcast_from_a_window_still_being_written_back():
     """Regression: while the scan waited for the write-back of a window, stale flags of that bank
     (from an earlier layer) kept stage B from emptying after a broadcast, so the same (j, a_j) went

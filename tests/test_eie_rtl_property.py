@@ -33,7 +33,7 @@ def images_and_inputs(draw):
                                weight_frac=draw(st.integers(0, 6))))
     lo, hi = params.act_range()
     inputs = rng.integers(lo, hi + 1, (2, sizes[0])) * (rng.random((2, sizes[0])) < draw(st.floats(0, 1)))
-    return build_image(layers, params), inputs, draw(st.integers(1, 4))
+    return build_image(layers, params), inputs, draw(st.integers(2, 4))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

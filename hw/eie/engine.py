@@ -215,10 +215,8 @@ class EieEngine(wiring.Component):
                          port.codebook.eq(fire & (ld.sel == MemSel.CODEBOOK))]
             m.d.comb += [port.addr.eq(addr), port.data.eq(word)]
         self._ld_fire = fire
-        # transfers 1 and 2 cycles ago: the table write, then its read, then the input counter's
-        # registered comparison with the new row 0 (_inputs)
-        self._ld_recent = Signal(2)
-        m.d.sync += self._ld_recent.eq(Cat(fire, self._ld_recent[0]))
+        self._ld_last = Signal()  # a transfer in the cycle before
+        m.d.sync += self._ld_last.eq(fire)
 
     def _inputs(self, m, flag_w):
         """Input counters: activation ``j`` to PE ``j % n_pe``, slot ``j // n_pe`` of bank 0, its
@@ -358,20 +356,26 @@ class EieEngine(wiring.Component):
         out_pe = Signal(range(max(2, hw.n_pe)))
         out_slot = Signal(range(hw.slots))
         out_sent = Signal(hw.width_bits)
+        out_final = Signal()  # out_sent + 1 == rows, registered
         o_valid = Signal()
         o_pe = Signal(range(max(2, hw.n_pe)))
         rdata = Array(act.rdata for act in self._acts)
         m.d.comb += [self.output.valid.eq(o_valid), self.output.payload.eq(rdata[o_pe])]
         any_busy = Signal()
         m.d.comb += any_busy.eq(Cat(pe.busy for pe in self._pes).any())
-        tbl_ok = Signal()  # the layer table read port shows row 0 as it is now
-        m.d.sync += tbl_ok.eq(0)
+        # inputs wait for the input counter's registered end-of-vector comparison with row 0 of the
+        # layer table as it is now: in IDLE, the table's read (of row 0, also after OUT's last
+        # layer), then the comparison, two cycles in which nothing is loaded; a load is written to
+        # the table a cycle after its transfer
+        settled = Signal()  # one of those cycles has passed
+        tbl_ok = Signal()  # both have
+        m.d.sync += [settled.eq(0), tbl_ok.eq(0)]
 
         with m.FSM(name="ccu"):
             with m.State("IDLE"):
-                # loads only between input vectors; inputs not in the three cycles after a load (the
-                # registered write, the layer-table read, the input counter's comparison with it)
-                m.d.sync += tbl_ok.eq(~self._ld_fire & ~self._ld_recent.any())
+                # loads only between input vectors
+                quiet = ~self._ld_fire & ~self._ld_last
+                m.d.sync += [settled.eq(quiet), tbl_ok.eq(settled & quiet)]
                 m.d.comb += [self.load.ready.eq(self._in_first),
                              self.input.ready.eq(tbl_ok & ~(self.load.valid & self._in_first))]
                 with m.If(self.input.valid & self.input.ready):
@@ -408,7 +412,7 @@ class EieEngine(wiring.Component):
             with m.State("FINISH"):
                 with m.If(~self._wb_running):
                     m.d.sync += [computing.eq(0), out_j.eq(0), out_more.eq(1), out_pe.eq(0), out_slot.eq(0),
-                                 out_sent.eq(0), o_valid.eq(0)]
+                                 out_sent.eq(0), out_final.eq(cur.rows == 1), o_valid.eq(0)]
                     m.next = "OUT"
 
             with m.State("NEXT"):
@@ -430,8 +434,8 @@ class EieEngine(wiring.Component):
                     with m.Else():
                         m.d.sync += o_valid.eq(0)
                 with m.If(self.output.valid & self.output.ready):
-                    m.d.sync += out_sent.eq(out_sent + 1)
-                    with m.If(out_sent + 1 == cur.rows):
+                    m.d.sync += [out_sent.eq(out_sent + 1), out_final.eq(out_sent + 2 == cur.rows)]
+                    with m.If(out_final):
                         m.d.sync += [running.eq(0), self.cycles.eq(run_count + 1),
                                      self.compute_cycles.eq(comp_count), l_idx.eq(0), o_valid.eq(0)]
                         m.next = "IDLE"

@@ -23,10 +23,11 @@ Pipeline of one column ``j`` (one entry per cycle once running, no bubbles betwe
   the sums of the three entries ahead (made in the cycle before the read, in its cycle and the
   next): they are forwarded, the newest first.
 
-Write-back, driven by the control unit one local row per cycle: ``acc[s]`` and
-``bias[bias_base + s]`` are read, then :class:`~eiex.hw.eie.rescale.Rescale` rounds, saturates and
-ReLUs their sum (the data registered first); its result goes into the destination activation bank with the non-zero flag
-reported to the control unit (:data:`WRITEBACK_LATENCY` cycles after the command), and ``acc[s]``
+Write-back, driven by the control unit one local row per cycle (the command registered on
+arrival): ``acc[s]`` and ``bias[bias_base + s]`` are read, then
+:class:`~eiex.hw.eie.rescale.Rescale` rounds, saturates and ReLUs their sum (the data registered
+first); its result goes into the destination activation bank with the non-zero flag reported to
+the control unit (:data:`WRITEBACK_LATENCY` cycles after the command), and ``acc[s]``
 is cleared to 0 (one cycle after its read) for the layer after next. Accumulating from 0 and adding
 the bias at write-back gives the same exact sum as starting the accumulator at the bias, without a
 bias-loading pass before each layer.
@@ -52,9 +53,9 @@ from eiex.hw.ram import BLOCK_RAM, registered_read
 
 #: cycles from the last entry's issue to the end of its accumulator write (``E1`` .. ``E7``)
 MAC_STAGES = 8
-#: cycles from a write-back command to its result's write and flag (memory read, its register,
-#: then the rescale pipeline)
-WRITEBACK_LATENCY = 2 + Rescale.LATENCY
+#: cycles from a write-back command to its result's write and flag (the command's register,
+#: memory read, its register, then the rescale pipeline)
+WRITEBACK_LATENCY = 3 + Rescale.LATENCY
 
 
 def column_signature(hw: HwParams) -> wiring.Signature:
@@ -293,12 +294,17 @@ class ProcessingElement(wiring.Component):
         lay, wb, act = self.layer, self.wb, self.act
         tag = data.StructLayout({"slot": range(hw.slots), "ok": 1})
         rescale = m.submodules.rescale = Rescale(hw, tag)
+        # the command, registered here first: it comes from the control unit, across the chip
+        w0_valid = Signal()
+        w0_slot = Signal(range(hw.slots))
+        w0_ok = Signal()
+        m.d.sync += [w0_valid.eq(wb.valid), w0_slot.eq(wb.slot), w0_ok.eq(wb.ok)]
         bias_addr, bias_data = registered_read(m, bias, "bias")
-        m.d.comb += bias_addr.eq(lay.bias_base + wb.slot)
+        m.d.comb += bias_addr.eq(lay.bias_base + w0_slot)
         w1_valid = Signal()
         w1_slot = Signal(range(hw.slots))
         w1_ok = Signal()
-        m.d.sync += [w1_valid.eq(wb.valid), w1_slot.eq(wb.slot), w1_ok.eq(wb.ok)]
+        m.d.sync += [w1_valid.eq(w0_valid), w1_slot.eq(w0_slot), w1_ok.eq(w0_ok)]
         w2_valid = Signal()
         w2_tag = Signal(tag)
         w2_acc = Signal(signed(hw.acc_bits))
@@ -308,8 +314,8 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [rescale.valid.eq(w2_valid), rescale.acc.eq(w2_acc), rescale.bias.eq(w2_bias),
                      rescale.tag.eq(w2_tag), rescale.frac.eq(lay.weight_frac), rescale.relu.eq(lay.relu)]
         for b, (acc_r, acc_w) in enumerate(zip(acc_rs, acc_ws)):
-            with m.If((lay.wb_bank == b) & (wb.valid | w1_valid)):
-                m.d.comb += [acc_r.addr.eq(wb.slot), acc_w.en.eq(w1_valid), acc_w.addr.eq(w1_slot),
+            with m.If((lay.wb_bank == b) & (w0_valid | w1_valid)):
+                m.d.comb += [acc_r.addr.eq(w0_slot), acc_w.en.eq(w1_valid), acc_w.addr.eq(w1_slot),
                              acc_w.data.eq(0)]
 
         # activation banks: one read port (control unit), one write port (write-back or input)

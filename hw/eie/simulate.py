@@ -25,6 +25,15 @@ def build(image: EieImage, hw: HwParams | None = None, queue_depth: int = 8,
     return EieEngine(hw, init=memory_contents(image, hw) if preload else None)
 
 
+def cycle_budget(image: EieImage, writes: int, vectors: int, rate: float = 1.0) -> int:
+    """Cycles the engine needs at most, many times over: the loads, then per vector every
+    transfer, column, entry and row of every layer plus a fixed latency; ``rate``, the lowest
+    handshake probability, stretches it. A run beyond it is a deadlock."""
+    entries = sum(int(pe.ptr.max(initial=0)) for pe in image.pes)
+    work = image.inputs + image.outputs + entries + sum(l.cols + l.rows + 100 for l in image.layers)
+    return int((1000 + 2 * writes + 4 * vectors * work) / max(rate, 0.01))
+
+
 def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwParams | None = None,
              preload: bool = False, out_ready: float = 1.0, in_valid: float = 1.0, seed: int = 0,
              vcd: str | None = None, timing: dict | None = None) -> tuple[np.ndarray, list[dict]]:
@@ -64,5 +73,6 @@ def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwPa
             stats.append({"cycles": ctx.get(dut.cycles), "compute_cycles": ctx.get(dut.compute_cycles),
                           "ideal_cycles": ideal_cycles(image, a[s])})
 
-    run_timed(dut, driver, monitor, vcd, timing)
+    run_timed(dut, driver, monitor, vcd, timing, max_cycles=cycle_budget(image, len(writes), len(a),
+                                                                        min(in_valid, out_ready)))
     return outputs, stats

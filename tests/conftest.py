@@ -1,9 +1,15 @@
 import functools
 
 import pytest
+from hypothesis import settings
 
 from eiex.sw.data import InputNorm, load_dataset
 from eiex.sw.train import Tensors
+
+# The same examples on every run (CI gates on them); `--hypothesis-profile explore` draws new ones.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -80,7 +80,7 @@ def run_tool(tool: str, args: list[str], cwd: Path, log: Callable[[str], None], 
                 _, stderr = proc.communicate(timeout=HEARTBEAT)
                 break
             except subprocess.TimeoutExpired:
-                log(f"  {label}: still running, {_elapsed(time.perf_counter() - start)}")
+                log(f"still running, {_elapsed(time.perf_counter() - start)}")
     except BaseException:
         proc.kill()
         proc.wait()

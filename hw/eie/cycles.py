@@ -33,7 +33,8 @@ later, so that layer's window ``w`` can be loaded from
 ``G_w = c + 2 + WRITEBACK_LATENCY + min((w + 1) * window_slots, S)`` (``S = ceil(rows / n_pe)``
 of the layer before; no wait for the first layer). The last layer's write-back ends
 ``S + WRITEBACK_LATENCY + 1`` cycles after ``c``. ``cycles`` adds the ``cols`` input transfers of
-the first layer, one cycle to the first output and ``rows`` output transfers.
+the first layer, ``OUTPUT_LATENCY`` cycles to the first output (the activation bank's read, its
+register, the output queue) and ``rows`` output transfers.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ WRITEBACK_LATENCY = 1 + PE_WRITEBACK_LATENCY
 from eiex.sw.eie_image import EieImage
 
 NEVER = -(1 << 60)
+
+#: cycles from the end of FINISH to the first result on the output port
+OUTPUT_LATENCY = 3
 
 # Cycles a layer costs beyond its ideal when no PE ever waits: SETUP, the first window load, the
 # column queue, stages A, A2, A3 and B, the PE queue, the MAC pipeline's drain, the PEs' registered
@@ -179,7 +183,7 @@ def engine_cycles(image: EieImage, a: np.ndarray, hw: HwParams) -> dict:
     # cycle 0 too
     compute = drain_end + gate_slots + WRITEBACK_LATENCY + 2
     return {
-        "cycles": image.inputs + compute + 1 + image.outputs,
+        "cycles": image.inputs + compute + OUTPUT_LATENCY + image.outputs,
         "compute_cycles": compute,
         "ideal_cycles": sum(ideals),
         "latency": pipeline_latency(image, hw),

@@ -60,6 +60,10 @@ from eiex.hw.ram import NO_RW_CHECK, registered_read
 from eiex.sw.errors import EiexError
 
 
+#: results between the activation banks and the output port: two reads in flight and room to spare
+OUTPUT_QUEUE_DEPTH = 4
+
+
 class MemSel(enum.Enum, shape=3):
     """Which memory a load-interface write goes to."""
 
@@ -305,7 +309,7 @@ class EieEngine(wiring.Component):
         a2_pe = Signal(range(max(2, hw.n_pe)))
         a3_valid = Signal()
         a3_pe = Signal(range(max(2, hw.n_pe)))
-        a3_act = [Signal(signed(hw.engine.act_bits), name=f"a3_act{p}") for p in range(hw.n_pe)]
+        a3_act = self._a3_act = [Signal(signed(hw.engine.act_bits), name=f"a3_act{p}") for p in range(hw.n_pe)]
         # a_j of the columns in the PEs' pointer skid buffers, in step with them
         skid = m.submodules.act_skid = SyncFIFO(width=hw.engine.act_bits, depth=SKID_DEPTH)
         # the broadcast stalls while a PE's queue held depth - 1 columns in the cycle before: a
@@ -357,10 +361,19 @@ class EieEngine(wiring.Component):
         out_slot = Signal(range(hw.slots))
         out_sent = Signal(hw.width_bits)
         out_final = Signal()  # out_sent + 1 == rows, registered
-        o_valid = Signal()
-        o_pe = Signal(range(max(2, hw.n_pe)))
-        rdata = Array(act.rdata for act in self._acts)
-        m.d.comb += [self.output.valid.eq(o_valid), self.output.payload.eq(rdata[o_pe])]
+        # results: a row is read from every PE's bank (R), comes out of the block RAMs (R2), is in the
+        # broadcast's a3_act registers (R3), then PE o_pe's word enters the output queue: no logic
+        # after a block RAM's output, and the output port is driven by the queue
+        out_q = m.submodules.output_queue = SyncFIFO(width=hw.engine.act_bits, depth=OUTPUT_QUEUE_DEPTH)
+        o_read = Signal()
+        o_r2, o_r3 = Signal(), Signal()
+        o_pe2, o_pe3 = Signal(range(max(2, hw.n_pe))), Signal(range(max(2, hw.n_pe)))
+        m.d.sync += [o_r2.eq(o_read), o_pe2.eq(out_pe), o_r3.eq(o_r2), o_pe3.eq(o_pe2)]
+        m.d.comb += [out_q.w_en.eq(o_r3), out_q.w_data.eq(Array(self._a3_act)[o_pe3]),
+                     self.output.valid.eq(out_q.r_rdy), self.output.payload.eq(out_q.r_data),
+                     out_q.r_en.eq(self.output.ready)]
+        o_room = Signal()  # a place for this read besides the two in flight (the level is a register)
+        m.d.comb += o_room.eq(out_q.level < OUTPUT_QUEUE_DEPTH - 2)
         any_busy = Signal()
         m.d.comb += any_busy.eq(Cat(pe.busy for pe in self._pes).any())
         # inputs wait for the input counter's registered end-of-vector comparison with row 0 of the
@@ -412,30 +425,25 @@ class EieEngine(wiring.Component):
             with m.State("FINISH"):
                 with m.If(~self._wb_running):
                     m.d.sync += [computing.eq(0), out_j.eq(0), out_more.eq(1), out_pe.eq(0), out_slot.eq(0),
-                                 out_sent.eq(0), out_final.eq(cur.rows == 1), o_valid.eq(0)]
+                                 out_sent.eq(0), out_final.eq(cur.rows == 1)]
                     m.next = "OUT"
 
             with m.State("NEXT"):
                 m.next = "SETUP"
 
             with m.State("OUT"):
-                adv = Signal()
-                m.d.comb += adv.eq(~o_valid | self.output.ready)
-                with m.If(adv):
-                    with m.If(out_more):
-                        for act in self._acts:
-                            m.d.comb += [act.raddr.eq(self._bank_addr(dst_bank, out_slot)), act.ren.eq(1)]
-                        m.d.sync += [o_valid.eq(1), o_pe.eq(out_pe), out_j.eq(out_j + 1),
-                                     out_more.eq(out_j + 1 < cur.rows)]
-                        with m.If(out_pe == hw.n_pe - 1):
-                            m.d.sync += [out_pe.eq(0), out_slot.eq(out_slot + 1)]
-                        with m.Else():
-                            m.d.sync += out_pe.eq(out_pe + 1)
+                with m.If(out_more & o_room):
+                    m.d.comb += o_read.eq(1)
+                    for act in self._acts:
+                        m.d.comb += [act.raddr.eq(self._bank_addr(dst_bank, out_slot)), act.ren.eq(1)]
+                    m.d.sync += [out_j.eq(out_j + 1), out_more.eq(out_j + 1 < cur.rows)]
+                    with m.If(out_pe == hw.n_pe - 1):
+                        m.d.sync += [out_pe.eq(0), out_slot.eq(out_slot + 1)]
                     with m.Else():
-                        m.d.sync += o_valid.eq(0)
+                        m.d.sync += out_pe.eq(out_pe + 1)
                 with m.If(self.output.valid & self.output.ready):
                     m.d.sync += [out_sent.eq(out_sent + 1), out_final.eq(out_sent + 2 == cur.rows)]
                     with m.If(out_final):
                         m.d.sync += [running.eq(0), self.cycles.eq(run_count + 1),
-                                     self.compute_cycles.eq(comp_count), l_idx.eq(0), o_valid.eq(0)]
+                                     self.compute_cycles.eq(comp_count), l_idx.eq(0)]
                         m.next = "IDLE"

@@ -461,7 +461,7 @@ def _eie_engine_args(p) -> None:
     for name, default in (("max-width", 1024), ("max-layers", 4), ("spmat-depth", 4096), ("ptr-depth", 2048),
                           ("bias-depth", 512)):
         p.add_argument(f"--{name}", type=int, default=default, help=f"without --images (default {default})")
-    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
+    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE, at least 2 (default 8)")
     p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
 
 
@@ -567,7 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", type=Path, help="S.json to write: cycles, compute_cycles, ideal_cycles")
     p.add_argument("--sim", choices=SIMULATORS, default="amaranth",
                    help="Amaranth's simulator, or the generated Verilog under cocotb (default amaranth)")
-    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE (default 8)")
+    p.add_argument("--queue-depth", type=int, default=8, help="activation queue entries per PE, at least 2 (default 8)")
     p.set_defaults(func=lambda args: _simulate("eie", args))
     p = engines.add_parser("xnor", help="the XNOR binary engine")
     p.add_argument("--images", type=Path, required=True, help="an XNOR image folder")

@@ -149,7 +149,7 @@ def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate
             n = lengths[:, k]
             held = [len(t) for t in takes]
             if k > 0 and f_k == f_prev + 1:  # column k - 1, broadcast at t - 1, is not held yet
-                before = [h - int(n > 0) for h, n in zip(held, lengths[:, k - 1])]
+                before = [h - int(size > 0) for h, size in zip(held, lengths[:, k - 1])]
                 if clear_from(before) > f_k:
                     f_k = max(f_k + 1, clear_from(held))
             else:

@@ -1,0 +1,342 @@
+"""The host link: an engine behind a UART that speaks the frames of ``docs/host-protocol.md``.
+
+Block diagram::
+
+    rx ─► UartRx ─► FrameReceiver ─► payload memory ─► reader ─┬─► word packer ─► engine.load
+                        │ frame (cmd, length, error)            ├─► beat packer ─► engine.input
+                        ▼                                       └─► hash packer ─► hash register
+                    command FSM                              engine.output ─► unpacker ─► result memory
+                        │ reply (cmd, length, source)
+    tx ◄─ UartTx ◄─ FrameSender ◄─ identify ROM (+ hash) | result memory | counters | error code
+
+A command runs only once its frame has arrived whole and good; the receiver then holds the frame
+(reading no byte) until the reply is handed to the UART.
+"""
+
+from __future__ import annotations
+
+import json
+
+from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from eiex.hw.link.engines import HASH_BYTES, EnginePort
+from eiex.hw.link.frames import ERROR, REPLY, Command, Error, FrameReceiver, FrameSender
+from eiex.hw.link.streams import BytePacker, ByteUnpacker, MemoryReader
+from eiex.hw.uart import UartRx, UartTx, check_divisor
+from eiex.sw.errors import EiexError
+
+PROTOCOL_VERSION = 1
+MAGIC = b"EIEX"
+#: offset of the image hash in the IDENTIFY reply
+HASH_OFFSET = 14
+#: link counters of the STATS reply, before the engine's own
+LINK_STATS = ("run_cycles", "run_samples", "frames", "errors", "dropped", "clock_cycles")
+STAT_BITS = 32
+
+
+def _nbytes(bits: int) -> int:
+    return (bits + 7) // 8
+
+
+class HostLink(wiring.Component):
+    """An engine driven over a UART.
+
+    Parameters
+    ----------
+    port : EnginePort
+    clock_hz : int
+        The clock the design runs at (reported in the descriptor).
+    divisor : int
+        Clock cycles per UART bit.
+    timeout_cycles : int
+        The quiet time ``T`` of the protocol.
+    max_payload : int
+        The longest request payload (the payload memory's bytes).
+
+    Attributes
+    ----------
+    rx : In(1)
+    tx : Out(1)
+    status : Out(4)
+        Image loaded (hash register non-zero), running a batch, the last reply was an error,
+        toggled by every request frame.
+    """
+
+    def __init__(self, port: EnginePort, *, clock_hz: int, divisor: int, timeout_cycles: int,
+                 max_payload: int = 4096):
+        if not isinstance(port, EnginePort):
+            raise EiexError(f"port must be an EnginePort, not {type(port).__name__}")
+        self.divisor = check_divisor(divisor)
+        if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) or timeout_cycles < 1:
+            raise EiexError(f"timeout_cycles must be a positive integer, not {timeout_cycles!r}")
+        engine = port.engine
+        self.port = port
+        self.load_word_bytes = _nbytes(len(engine.load.payload.as_value()))
+        self.in_beat_bytes = _nbytes(len(engine.input.payload))
+        self.out_beat_bytes = _nbytes(len(engine.output.payload))
+        self.in_sample_bytes = port.in_beats * self.in_beat_bytes
+        self.out_sample_bytes = port.out_beats * self.out_beat_bytes
+        if not HASH_BYTES + self.in_sample_bytes <= max_payload < 1 << 16:
+            raise EiexError(f"max_payload must hold one sample ({HASH_BYTES + self.in_sample_bytes} bytes) and be "
+                            f"below 65,536, not {max_payload}")
+        self.max_payload = max_payload
+        self.max_samples = (max_payload - HASH_BYTES) // self.in_sample_bytes
+        self.result_bytes = self.max_samples * self.out_sample_bytes
+        if self.result_bytes >= 1 << 16:
+            raise EiexError(f"{self.max_samples} samples of {self.out_sample_bytes} result bytes exceed a reply; "
+                            "choose a smaller max_payload")
+        self.clock_hz = int(clock_hz)
+        self.timeout_cycles = timeout_cycles
+        self.descriptor = {"engine": port.kind, "clock_hz": self.clock_hz, "divisor": self.divisor,
+                           "timeout_cycles": timeout_cycles, "max_samples": self.max_samples,
+                           "stats": list(port.stats), "params": port.params}
+        self.identify_bytes = self._identify_bytes()
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "status": Out(4)})
+
+    def _identify_bytes(self) -> bytes:
+        header = (MAGIC + bytes([PROTOCOL_VERSION]) + self.max_payload.to_bytes(2, "little")
+                  + bytes([self.load_word_bytes, self.in_beat_bytes]) + self.port.in_beats.to_bytes(2, "little")
+                  + bytes([self.out_beat_bytes]) + self.port.out_beats.to_bytes(2, "little"))
+        assert len(header) == HASH_OFFSET
+        return header + bytes(HASH_BYTES) + json.dumps(self.descriptor, separators=(",", ":")).encode()
+
+    def elaborate(self, platform):
+        m = Module()
+        port = self.port
+        engine_reset = Signal()
+        m.submodules.engine = engine = ResetInserter({"sync": engine_reset})(port.engine)
+        engine = port.engine
+        m.submodules.uart_rx = uart_rx = UartRx(self.divisor)
+        m.submodules.uart_tx = uart_tx = UartTx(self.divisor)
+        m.submodules.receiver = receiver = FrameReceiver(self.max_payload, self.timeout_cycles)
+        m.submodules.sender = sender = FrameSender()
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
+                     receiver.line_error.eq(uart_rx.error | uart_rx.overrun)]
+        wiring.connect(m, uart_rx.data, receiver.bytes)
+        wiring.connect(m, sender.bytes, uart_tx.data)
+
+        # ---- memories: request payload, results, the IDENTIFY reply ------------------------------
+        m.submodules.payload = payload = Memory(shape=8, depth=self.max_payload, init=[])
+        write = payload.write_port()
+        m.d.comb += [write.addr.eq(receiver.write_addr), write.data.eq(receiver.write_data),
+                     write.en.eq(receiver.write_en)]
+        m.submodules.results = results = Memory(shape=8, depth=self.result_bytes, init=[])
+        result_write = results.write_port()
+        m.submodules.identify = identify = Memory(shape=8, depth=len(self.identify_bytes),
+                                                  init=list(self.identify_bytes))
+        m.submodules.payload_reader = payload_reader = MemoryReader(payload)
+        m.submodules.result_reader = result_reader = MemoryReader(results)
+        m.submodules.identify_reader = identify_reader = MemoryReader(identify)
+
+        # ---- payload bytes into words: load words, input beats, the hash ---------------------------
+        m.submodules.load_packer = load_packer = BytePacker(len(engine.load.payload.as_value()))
+        m.submodules.input_packer = input_packer = BytePacker(len(engine.input.payload))
+        m.submodules.hash_packer = hash_packer = BytePacker(8 * HASH_BYTES)
+        m.submodules.output_unpacker = unpacker = ByteUnpacker(engine.output.payload.shape())
+        packers = {"load": load_packer, "input": input_packer, "hash": hash_packer}
+        route = Signal(range(len(packers)))  # which packer the payload reader feeds
+        for i, packer in enumerate(packers.values()):
+            m.d.comb += [packer.bytes.payload.eq(payload_reader.data.payload),
+                         packer.bytes.valid.eq(payload_reader.data.valid & (route == i))]
+        m.d.comb += payload_reader.data.ready.eq(Array(p.bytes.ready for p in packers.values())[route])
+        m.d.comb += [engine.load.payload.as_value().eq(load_packer.word.payload),
+                     engine.load.valid.eq(load_packer.word.valid), load_packer.word.ready.eq(engine.load.ready),
+                     engine.input.payload.eq(input_packer.word.payload),
+                     engine.input.valid.eq(input_packer.word.valid), input_packer.word.ready.eq(engine.input.ready),
+                     hash_packer.word.ready.eq(1)]
+        wiring.connect(m, engine.output, unpacker.word)
+        result_addr = Signal(range(self.result_bytes + 1))
+        m.d.comb += [unpacker.bytes.ready.eq(1), result_write.addr.eq(result_addr),
+                     result_write.data.eq(unpacker.bytes.payload), result_write.en.eq(unpacker.bytes.valid)]
+        with m.If(unpacker.bytes.valid):
+            m.d.sync += result_addr.eq(result_addr + 1)
+
+        # ---- registers and counters ---------------------------------------------------------------
+        image_hash = Signal(8 * HASH_BYTES, init=int.from_bytes(port.image_hash, "little"))
+        counters = {name: Signal(STAT_BITS, name=name) for name in LINK_STATS}
+        clear_counters = Signal()
+        m.d.sync += counters["clock_cycles"].eq(counters["clock_cycles"] + 1)
+        with m.If(receiver.dropped):
+            m.d.sync += counters["dropped"].eq(counters["dropped"] + 1)
+        clock_snapshot = Signal(STAT_BITS)
+        stat_words = [counters[name] for name in LINK_STATS[:-1]] + [clock_snapshot]
+        stat_words += [getattr(engine, name) for name in port.stats]
+        stats_len = 4 * len(stat_words)
+
+        # ---- dividing a payload into whole units (load words, samples) -----------------------------
+        remainder = Signal(16)
+        quotient = Signal(16)
+        unit = Signal(16)
+        out_units = Signal(32)  # results of RUN: quotient * out_beats
+        out_bytes = Signal(16)  # quotient * out_sample_bytes
+
+        # ---- the reply: one of three byte sources ----------------------------------------------------
+        frame = receiver.frame.payload
+        reply_cmd = Signal(8)
+        reply_len = Signal(16)
+        reply_source = Signal(range(3))  # 0: registers (error, stats), 1: identify, 2: results
+        reply_index = Signal(16)  # payload bytes taken by the sender
+        error_bytes = Signal(16)
+        register_byte = Signal(8)
+        stat_byte = Array(w for w in stat_words)[reply_index[2:]].word_select(reply_index[:2], 8)
+        m.d.comb += register_byte.eq(Mux(reply_cmd == ERROR, error_bytes.word_select(reply_index[0], 8), stat_byte))
+        in_hash = (reply_index >= HASH_OFFSET) & (reply_index < HASH_OFFSET + HASH_BYTES)
+        identify_byte = Mux(in_hash, image_hash.word_select((reply_index - HASH_OFFSET)[:3], 8),
+                            identify_reader.data.payload)
+        with m.Switch(reply_source):
+            with m.Case(0):
+                m.d.comb += [sender.payload.valid.eq(1), sender.payload.payload.eq(register_byte)]
+            with m.Case(1):
+                m.d.comb += [sender.payload.valid.eq(identify_reader.data.valid),
+                             identify_reader.data.ready.eq(sender.payload.ready),
+                             sender.payload.payload.eq(identify_byte)]
+            with m.Case(2):
+                m.d.comb += [sender.payload.valid.eq(result_reader.data.valid),
+                             result_reader.data.ready.eq(sender.payload.ready),
+                             sender.payload.payload.eq(result_reader.data.payload)]
+        with m.If(sender.payload.valid & sender.payload.ready):
+            m.d.sync += reply_index.eq(reply_index + 1)
+        m.d.comb += [sender.cmd.eq(reply_cmd), sender.length.eq(reply_len)]
+        m.d.comb += [identify_reader.start.eq(0), identify_reader.count.eq(len(self.identify_bytes)),
+                     result_reader.start.eq(0), result_reader.count.eq(out_bytes)]
+
+        # ---- the run -----------------------------------------------------------------------------
+        outputs_seen = Signal(32)
+        running = Signal()
+        run_started = Signal()
+        out_fire = engine.output.valid & engine.output.ready
+        with m.If(running):
+            with m.If(out_fire):
+                m.d.sync += outputs_seen.eq(outputs_seen + 1)
+            with m.If(run_started & (outputs_seen != out_units)):  # up to the last result, inclusive
+                m.d.sync += counters["run_cycles"].eq(counters["run_cycles"] + 1)
+            with m.Elif(engine.input.valid & engine.input.ready):
+                m.d.sync += [run_started.eq(1), counters["run_cycles"].eq(1)]
+
+        def reply(m, cmd, length, source):
+            m.d.sync += [reply_cmd.eq(cmd), reply_len.eq(length), reply_source.eq(source), reply_index.eq(0)]
+            m.next = "REPLY"
+
+        def reply_error(m, code):
+            m.d.sync += [error_bytes.eq(Cat(Const(code.value if isinstance(code, Error) else 0, 8), frame.cmd)),
+                         counters["errors"].eq(counters["errors"] + 1)]
+            reply(m, ERROR, 2, 0)
+
+        ok_cmd = frame.cmd | REPLY
+        loaded = image_hash != 0
+        last_error = Signal()
+        activity = Signal()
+        m.d.comb += self.status.eq(Cat(loaded, running, last_error, activity))
+
+        with m.FSM():
+            with m.State("WAIT"):
+                with m.If(receiver.frame.valid):
+                    m.d.sync += activity.eq(~activity)
+                    with m.If(frame.error != Error.NONE):
+                        m.d.sync += [error_bytes.eq(Cat(frame.error.as_value(), frame.cmd)),
+                                     counters["errors"].eq(counters["errors"] + 1)]
+                        reply(m, ERROR, 2, 0)
+                    with m.Else():
+                        m.d.sync += counters["frames"].eq(counters["frames"] + 1)
+                        with m.Switch(frame.cmd):
+                            with m.Case(Command.IDENTIFY.value, Command.STATS.value, Command.RESET.value):
+                                with m.If(frame.length != 0):
+                                    reply_error(m, Error.BAD_LENGTH)
+                                with m.Elif(frame.cmd == Command.IDENTIFY.value):
+                                    m.d.comb += identify_reader.go.eq(1)
+                                    reply(m, ok_cmd, len(self.identify_bytes), 1)
+                                with m.Elif(frame.cmd == Command.STATS.value):
+                                    m.d.sync += clock_snapshot.eq(counters["clock_cycles"])
+                                    reply(m, ok_cmd, stats_len, 0)
+                                with m.Else():
+                                    m.d.sync += engine_reset.eq(1)
+                                    m.d.comb += clear_counters.eq(1)
+                                    reply(m, ok_cmd, 0, 0)
+                            with m.Case(Command.COMMIT.value):
+                                with m.If(frame.length != HASH_BYTES):
+                                    reply_error(m, Error.BAD_LENGTH)
+                                with m.Else():
+                                    m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(0),
+                                                 payload_reader.count.eq(HASH_BYTES)]
+                                    m.d.sync += route.eq(2)
+                                    m.next = "COMMIT"
+                            with m.Case(Command.LOAD.value):
+                                m.d.sync += [remainder.eq(frame.length), unit.eq(self.load_word_bytes)]
+                                m.next = "DIVIDE"
+                            with m.Case(Command.RUN.value):
+                                with m.If(frame.length < HASH_BYTES + self.in_sample_bytes):
+                                    reply_error(m, Error.BAD_LENGTH)
+                                with m.Else():
+                                    m.d.sync += [remainder.eq(frame.length - HASH_BYTES),
+                                                 unit.eq(self.in_sample_bytes)]
+                                    m.next = "DIVIDE"
+                            with m.Default():
+                                reply_error(m, Error.UNKNOWN_COMMAND)
+                m.d.sync += [quotient.eq(0), out_units.eq(0), out_bytes.eq(0)]
+
+            with m.State("DIVIDE"):  # one unit a cycle: at most max_payload cycles, far below a frame's
+                with m.If(remainder >= unit):
+                    m.d.sync += [remainder.eq(remainder - unit), quotient.eq(quotient + 1),
+                                 out_units.eq(out_units + port.out_beats),
+                                 out_bytes.eq(out_bytes + self.out_sample_bytes)]
+                with m.Elif((remainder != 0) | (quotient == 0)):
+                    reply_error(m, Error.BAD_LENGTH)
+                with m.Elif(frame.cmd == Command.LOAD.value):
+                    m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(0),
+                                 payload_reader.count.eq(frame.length)]
+                    m.d.sync += [route.eq(0), image_hash.eq(0)]
+                    m.next = "LOAD"
+                with m.Elif(quotient > self.max_samples):
+                    reply_error(m, Error.BAD_LENGTH)
+                with m.Else():
+                    m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(0),
+                                 payload_reader.count.eq(HASH_BYTES)]
+                    m.d.sync += route.eq(2)
+                    m.next = "CHECK_HASH"
+
+            with m.State("COMMIT"):
+                with m.If(hash_packer.word.valid):
+                    m.d.sync += image_hash.eq(hash_packer.word.payload)
+                    reply(m, ok_cmd, 0, 0)
+
+            with m.State("LOAD"):
+                with m.If(~payload_reader.busy & ~load_packer.word.valid & load_packer.bytes.ready):
+                    reply(m, ok_cmd, 0, 0)
+
+            with m.State("CHECK_HASH"):
+                with m.If(hash_packer.word.valid):
+                    with m.If((hash_packer.word.payload != image_hash) | ~loaded):
+                        reply_error(m, Error.HASH_MISMATCH)
+                    with m.Else():
+                        m.d.sync += [route.eq(1), running.eq(1), run_started.eq(0), outputs_seen.eq(0),
+                                     result_addr.eq(0), counters["run_samples"].eq(quotient)]
+                        m.next = "RUN_START"
+
+            with m.State("RUN_START"):
+                m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(HASH_BYTES),
+                             payload_reader.count.eq(frame.length - HASH_BYTES)]
+                m.next = "RUN"
+
+            with m.State("RUN"):
+                with m.If((outputs_seen == out_units) & (result_addr == out_bytes)):
+                    m.d.sync += running.eq(0)
+                    m.d.comb += result_reader.go.eq(1)
+                    reply(m, ok_cmd, out_bytes, 2)
+
+            with m.State("REPLY"):
+                m.d.sync += engine_reset.eq(0)
+                m.d.comb += sender.send.eq(1)
+                m.next = "SENDING"
+
+            with m.State("SENDING"):
+                with m.If(~sender.busy):
+                    m.d.comb += receiver.frame.ready.eq(1)
+                    m.d.sync += last_error.eq(reply_cmd == ERROR)
+                    m.next = "WAIT"
+
+        with m.If(clear_counters):  # after the FSM: RESET's own frame is not counted
+            m.d.sync += [c.eq(0) for c in counters.values()]
+        return m

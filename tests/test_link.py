@@ -42,27 +42,29 @@ def parse(reply: bytes) -> tuple[int, bytes]:
 
 
 def run_link(link: HostLink, requests: list, max_cycles: int = 400_000) -> list[tuple[int, bytes]]:
-    """Send each request (bytes, or ``("gap", cycles)``) on rx and collect one reply frame per
-    request frame from tx; a request is sent only after the previous reply, as a host does."""
+    """Send each request on rx and collect one reply frame per request from tx; a request is sent
+    only after the previous reply, as a host does. A request is bytes, or ``("bad stop", bytes)``:
+    the last byte's stop bit is low (a framing error)."""
     replies: list[bytes] = []
-    expected = sum(1 for r in requests if isinstance(r, bytes))
+    expected = len(requests)
     sim = Simulator(link)
     sim.add_clock(1e-6)
 
-    async def send_byte(ctx, byte):
-        for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+    async def send_byte(ctx, byte, stop=1):
+        for bit in [0] + [(byte >> i) & 1 for i in range(8)] + [stop]:
             ctx.set(link.rx, bit)
             await ctx.tick().repeat(DIVISOR)
+        ctx.set(link.rx, 1)
 
     async def host(ctx):
         await ctx.tick().repeat(4)
         for request in requests:
-            if isinstance(request, tuple):
-                await ctx.tick().repeat(request[1])
-                continue
+            bad_stop = isinstance(request, tuple)
+            if bad_stop:
+                request = request[1]
             before = len(replies)
-            for byte in request:
-                await send_byte(ctx, byte)
+            for i, byte in enumerate(request):
+                await send_byte(ctx, byte, stop=0 if bad_stop and i == len(request) - 1 else 1)
             while len(replies) == before:
                 await ctx.tick()
 
@@ -213,19 +215,20 @@ def test_errors_are_answered_and_the_link_goes_on():
         frame(0x04, h + payload[:-1]),          # BAD_LENGTH: not whole samples
         frame(0x01, b"x"),                      # BAD_LENGTH: IDENTIFY takes nothing
         frame(0x03, h[:7]),                     # BAD_LENGTH: a hash is 8 bytes
+        ("bad stop", good[:6]),                 # LINE: a framing error inside a frame
         b"\x00\x13" + good,                     # noise before a good frame: dropped
         frame(0x05),
     ]
     replies = run_link(link, requests)
-    codes = [(cmd, p) for cmd, p in replies[:8]]
+    codes = [(cmd, p) for cmd, p in replies[:9]]
     assert codes == [(0xFF, bytes([1, 0x04])), (0xFF, bytes([2, 0x04])), (0xFF, bytes([3, 0x04])),
                      (0xFF, bytes([4, 0x42])), (0xFF, bytes([6, 0x04])), (0xFF, bytes([5, 0x04])),
-                     (0xFF, bytes([5, 0x01])), (0xFF, bytes([5, 0x03]))]
-    cmd, out = replies[8]
+                     (0xFF, bytes([5, 0x01])), (0xFF, bytes([5, 0x03])), (0xFF, bytes([7, 0x04]))]
+    cmd, out = replies[9]
     assert cmd == 0x84
     np.testing.assert_array_equal(results(out, link.out_beat_bytes, 1), xnor_golden.run(image, x))
-    words = struct.unpack("<6I", replies[9][1])
-    assert words[3] == 8  # errors
+    words = struct.unpack("<6I", replies[10][1])
+    assert words[3] == 9  # errors
     assert words[4] == 20 + 2  # dropped: too_long's payload (discarded), the noise
 
 

@@ -305,7 +305,8 @@ def _build_board(args) -> int:
         params = {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
                   "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
                   "bias_depth": hw.bias_depth}
-        link = link_for("eie", image, clock_hz=clock_hz, preload=args.preload, queue_depth=args.queue_depth)
+        link = link_for("eie", image, clock_hz=clock_hz, preload=args.preload, queue_depth=args.queue_depth,
+                        max_payload=board.max_payload)
     else:
         from eiex.hw.xnor.loader import engine_for
         from eiex.sim.throughput import xnor_cycles
@@ -320,7 +321,7 @@ def _build_board(args) -> int:
         what = f"XNOR engine, {_describe_folding(layers)}"
         params = {"engine": "xnor", "layers": [vars(g) for g in layers],
                   "lanes": sum(g.pe * g.simd for g in layers)}
-        link = link_for("xnor", image, clock_hz=clock_hz, preload=args.preload)
+        link = link_for("xnor", image, clock_hz=clock_hz, preload=args.preload, max_payload=board.max_payload)
     params.update(images=str(args.images), preload=bool(args.preload))
     _log(f"building the {what} behind the host link for the {board.title} ({board.chip}); this takes minutes")
     report = run_board_build(link, board, args.out, seed=args.seed, description=params, cycles=cycles,

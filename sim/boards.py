@@ -178,6 +178,9 @@ class Board:
         How openFPGALoader loads ``{bitstream}`` on the board.
     extra_resources : tuple
         Resources added to the platform (the OrangeCrab's UART, the iCEBreaker's snap-off LEDs).
+    max_payload : int
+        The host link's payload buffer (bytes): an iCE40's block RAMs hold 512 bytes each, and
+        the engine needs nearly all of them.
     """
 
     name: str
@@ -194,6 +197,7 @@ class Board:
     pack_args: tuple[str, ...]
     loader: str
     extra_resources: tuple = ()
+    max_payload: int = 4096
 
     @property
     def family(self) -> str:
@@ -249,7 +253,7 @@ BOARDS = {b.name: b for b in (
     Board("icebreaker", "iCEBreaker", ICEBreakerPlatform, PARTS["ice40-up5k"], None, "clk12", 12_000_000,
           12_000_000, None, "USB-serial on the FT2232H's channel B: FPGA rx 6, tx 9",
           (Led("led", 1), Led("led", 3), Led("led", 0), Led("led", 4)),
-          (), "openFPGALoader -b ice40_generic -f {bitstream}", _ICEBREAKER_SNAP_OFF),
+          (), "openFPGALoader -b ice40_generic -f {bitstream}", _ICEBREAKER_SNAP_OFF, max_payload=512),
 )}
 
 

@@ -253,7 +253,7 @@ def test_cli_builds_for_a_board_and_prints_how_to_load_it(tmp_path, monkeypatch,
     monkeypatch.setattr(engines, "link_for", echo_link)
     out = tmp_path / "build"
     assert main(["build", "xnor", "--images", str(images), "--board", "icebreaker", "--out", str(out)]) == 0
-    assert made == [("xnor", 12_000_000, False, {})]
+    assert made == [("xnor", 12_000_000, False, {"max_payload": 512})]
     printed = capsys.readouterr().out
     assert f"to load it: openFPGALoader -b ice40_generic -f {out}/top.bin" in printed
     assert "Fmax clk: " in printed and "(board clock 12 MHz, met)" in printed

@@ -23,6 +23,8 @@ EIE_PES = 8
 QUEUE_DEPTH = 8
 QUICK_DIGITS = 100  # every tenth held-out digit
 AMARANTH_DIGITS = 2  # Amaranth's simulator runs the EIE engine at about 1,000 cycles/s
+#: digits over the simulated UART: each bit of an EIE digit's 1,568 input bytes is a cocotb wake-up
+UART_DIGITS = 20
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -46,6 +48,24 @@ def _run(engine: str, image, inputs, folder: Path, simulator: str, log) -> dict:
     _save_npy(folder / "y.npy", outputs)
     (folder / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     return {"outputs": outputs, "stats": stats}
+
+
+def _run_uart(engine: str, image, inputs, labels, sim_outputs, folder: Path, log) -> dict:
+    """The inputs through the link top (engine, host link, UART; image preloaded) under Verilator,
+    driven by eiex.driver over the simulated UART pins: outputs equal to ``sim_outputs`` or an error."""
+    from eiex.driver import Device
+    from eiex.driver.verilator import VerilatorTransport
+    from eiex.hw.uart import BAUD_DEFAULT
+    from eiex.sim.host_run import run_over_link, simulated_link
+
+    log(f"== {engine}: {len(inputs)} digits over the UART (link top on verilator)")
+    link = simulated_link(engine, image, preload=True, queue_depth=QUEUE_DEPTH)
+    with Device(VerilatorTransport(link)) as device:
+        outputs, report = run_over_link(engine, image, inputs, device, baud=BAUD_DEFAULT, labels=labels, log=log)
+    if not np.array_equal(outputs, sim_outputs):
+        raise EiexError(f"{engine}: the outputs over the UART differ from the engine's own simulation")
+    (folder / "uart.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def _golden(engine: str):
@@ -119,6 +139,11 @@ def run_demo(out, *, quick: bool = False, seed: int = 0, force: bool = False, si
         xnor_inputs = xnor_golden.binarize_input(xnor_image, raw)
         eie = _run("eie", eie_image, eie_inputs, folder / "sim" / "eie", simulator, log)
         xnor = _run("xnor", xnor_image, xnor_inputs, folder / "sim" / "xnor", simulator, log)
+        batch = slice(UART_DIGITS)
+        uart = {"eie": _run_uart("eie", eie_image, eie_inputs[batch], labels[batch], eie["outputs"][batch],
+                                 folder / "sim" / "eie", log),
+                "xnor": _run_uart("xnor", xnor_image, xnor_inputs[batch], labels[batch], xnor["outputs"][batch],
+                                  folder / "sim" / "xnor", log)}
         log(f"== timing Amaranth's simulator on {AMARANTH_DIGITS} digits of each engine")
         amaranth = {"eie": _amaranth_speed("eie", eie_image, eie_inputs[:AMARANTH_DIGITS]),
                     "xnor": _amaranth_speed("xnor", xnor_image, xnor_inputs[:AMARANTH_DIGITS])}
@@ -167,6 +192,7 @@ def run_demo(out, *, quick: bool = False, seed: int = 0, force: bool = False, si
                 "amaranth_cycles_per_second": amaranth["xnor"]["cycles_per_second"],
             },
             "amaranth": amaranth,
+            "uart": uart,
             "seconds": {"eie_sim": eie["stats"]["sim_seconds"], "xnor_sim": xnor["stats"]["sim_seconds"]},
         }
         for engine in ("eie", "xnor"):
@@ -175,6 +201,22 @@ def run_demo(out, *, quick: bool = False, seed: int = 0, force: bool = False, si
         (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (folder / "summary.md").write_text(summary_table(summary, out) + "\n")
     return summary
+
+
+def _uart_rows(uart: dict) -> list[tuple[str, str, str]]:
+    """Throughput over the host link beside the engine's own, as the board would run them."""
+    def link(r):
+        return (f"{r['link_inferences_per_s']:,.0f}/s at {r['baud'] / 1e6:g} Mbaud "
+                f"({r['wire_bytes_per_inference']:,.0f} bytes each), accuracy {r['accuracy']:.2%}")
+
+    def engine(r):
+        return (f"{r['engine_inferences_per_s']:,.0f}/s at {r['clock_hz'] / 1e6:g} MHz "
+                f"({r['engine_cycles_per_inference']:,.0f} cycles each, counted by the device)")
+
+    n = uart["eie"]["inputs"]
+    return [(f"{n} digits over the UART (link top on verilator), link-limited", link(uart["eie"]), link(uart["xnor"])),
+            ("device-limited, same run (the engine fed a byte a cycle from the link's buffer)", engine(uart["eie"]),
+             engine(uart["xnor"]))]
 
 
 def summary_table(summary: dict, out) -> str:
@@ -195,9 +237,10 @@ def summary_table(summary: dict, out) -> str:
          f"one result every {x['interval']} cycles (ideal {x['ideal_interval']}), latency {x['latency']}"),
         (f"{sim} speed", f"{e['simulator_cycles_per_second']:,.0f} cycles/s, {e['speedup_vs_amaranth']:.0f}x Amaranth",
          f"{x['simulator_cycles_per_second']:,.0f} cycles/s, {x['speedup_vs_amaranth']:.0f}x Amaranth"),
+        *_uart_rows(summary["uart"]),
         ("outputs", f"{out}/lenet300/, sim/eie/", f"{out}/bnn/, sim/xnor/"),
     ]
     lines = [f"| {' | '.join(row)} |" for row in rows]
     lines.insert(1, "|---|---|---|")
     return "\n".join(lines) + (f"\n\n{summary['digits']} held-out MNIST-5k digits; every RTL output equals the golden "
-                               f"model's. Images in <model>/image/ (hex, bin, coe, mif, ihex), Verilog in {out}/verilog/.")
+                               f"model's, on the engines and over the UART. Images in <model>/image/ (hex, bin, coe, mif, ihex), Verilog in {out}/verilog/.")

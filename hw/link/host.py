@@ -107,7 +107,7 @@ class HostLink(wiring.Component):
         m = Module()
         port = self.port
         engine_reset = Signal()
-        m.submodules.engine = engine = ResetInserter({"sync": engine_reset})(port.engine)
+        m.submodules.engine = ResetInserter({"sync": engine_reset})(port.engine)
         engine = port.engine
         m.submodules.uart_rx = uart_rx = UartRx(self.divisor)
         m.submodules.uart_tx = uart_tx = UartTx(self.divisor)
@@ -221,7 +221,7 @@ class HostLink(wiring.Component):
             m.next = "REPLY"
 
         def reply_error(m, code):
-            m.d.sync += [error_bytes.eq(Cat(Const(code.value if isinstance(code, Error) else 0, 8), frame.cmd)),
+            m.d.sync += [error_bytes.eq(Cat(Const(code.value, 8), frame.cmd)),
                          counters["errors"].eq(counters["errors"] + 1)]
             reply(m, ERROR, 2, 0)
 

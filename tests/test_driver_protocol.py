@@ -18,9 +18,9 @@ from eiex.hw.eie import golden as eie_golden
 from eiex.hw.link.engines import link_for
 from eiex.hw.xnor import golden as xnor_golden
 from eiex.sw.eie_encode import IntLayer, build_image
-from eiex.sw.eie_image import EngineParams
 from eiex.sw.errors import EiexError
-from eiex.sw.xnor_image import XnorImage, XnorLayer
+
+from tiny_images import eie_image, xnor_image
 
 # The model device takes its IDENTIFY bytes from a HostLink it never elaborates.
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -201,28 +201,6 @@ def test_values_pack_and_unpack():
 
 
 # ---- Device against a Python model of the device -----------------------------------------------
-
-def eie_image(seed=0):
-    params = EngineParams(n_pe=2, idx_bits=3, rel_bits=2, act_bits=10, act_frac=3, weight_bits=8, bias_bits=16,
-                          ptr_bits=12, entries_per_word=3)
-    rng = np.random.default_rng(seed)
-    layers = []
-    for l, (rows, cols) in enumerate([(6, 9), (3, 6)]):
-        codes = (rng.random((rows, cols)) < 0.5) * rng.integers(1, params.codebook_size, (rows, cols))
-        layers.append(IntLayer(codes, np.r_[0, rng.integers(-40, 40, params.codebook_size - 1)],
-                               rng.integers(-1000, 1000, rows), relu=l == 0, weight_frac=3))
-    return build_image(layers, params)
-
-
-def xnor_image(seed=0):
-    rng = np.random.default_rng(seed)
-    sizes, folds = [20, 7, 5], [(3, 8), (5, 7)]
-    layers = []
-    for l, ((k, m), (p, s)) in enumerate(zip(zip(sizes[:-1], sizes[1:]), folds)):
-        output = l == len(folds) - 1
-        layers.append(XnorLayer(f"fc{l + 1}", k, m, p, s, "output" if output else "hidden", (k + 3).bit_length() + 1,
-                                rng.choice([-1, 1], (m, k)), None if output else rng.integers(-2, k + 3, m)))
-    return XnorImage(layers, 128.0, np.ones(sizes[-1]), np.zeros(sizes[-1]))
 
 
 class ModelDevice:

@@ -18,10 +18,9 @@ from eiex.hw.link.host import HostLink
 from eiex.hw.link.streams import BytePacker, ByteUnpacker, MemoryReader
 from eiex.hw.xnor import golden as xnor_golden
 from eiex.hw.xnor.loader import pack_input
-from eiex.sw.eie_encode import IntLayer, build_image
-from eiex.sw.eie_image import EngineParams
 from eiex.sw.errors import EiexError
-from eiex.sw.xnor_image import XnorImage, XnorLayer
+
+from tiny_images import eie_image, xnor_image
 
 DIVISOR = 4
 TIMEOUT = 200  # cycles of quiet: five bytes' time
@@ -96,28 +95,6 @@ def run_link(link: HostLink, requests: list, max_cycles: int = 400_000) -> list[
 
 
 # ---- images ----------------------------------------------------------------------------------
-
-def xnor_image(seed=0):
-    rng = np.random.default_rng(seed)
-    sizes, folds = [20, 7, 5], [(3, 8), (5, 7)]
-    layers = []
-    for l, ((k, m), (p, s)) in enumerate(zip(zip(sizes[:-1], sizes[1:]), folds)):
-        output = l == len(folds) - 1
-        layers.append(XnorLayer(f"fc{l + 1}", k, m, p, s, "output" if output else "hidden", (k + 3).bit_length() + 1,
-                                rng.choice([-1, 1], (m, k)), None if output else rng.integers(-2, k + 3, m)))
-    return XnorImage(layers, 128.0, np.ones(sizes[-1]), np.zeros(sizes[-1]))
-
-
-def eie_image(seed=0):
-    params = EngineParams(n_pe=2, idx_bits=3, rel_bits=2, act_bits=10, act_frac=3, weight_bits=8, bias_bits=16,
-                          ptr_bits=12, entries_per_word=3)
-    rng = np.random.default_rng(seed)
-    layers = []
-    for l, (rows, cols) in enumerate([(6, 9), (3, 6)]):
-        codes = (rng.random((rows, cols)) < 0.5) * rng.integers(1, params.codebook_size, (rows, cols))
-        layers.append(IntLayer(codes, np.r_[0, rng.integers(-40, 40, params.codebook_size - 1)],
-                               rng.integers(-1000, 1000, rows), relu=l == 0, weight_frac=3))
-    return build_image(layers, params)
 
 
 def xnor_inputs(image, n, seed=1):
@@ -264,3 +241,51 @@ def test_sizes_that_do_not_fit_are_refused():
         link_for("eie", image, clock_hz=12e6, divisor=2, timeout_cycles=10)
     with pytest.raises(EiexError, match="timeout_cycles"):
         HostLink(engine_port("eie", image), clock_hz=12_000_000, divisor=4, timeout_cycles=0)
+
+
+@pytest.mark.parametrize("width, signed_words", [(12, False), (16, True), (5, True), (64, False)])
+def test_memory_bytes_into_words_and_back(width, signed_words):
+    """MemoryReader -> BytePacker -> ByteUnpacker -> bytes, under random back-pressure: the bytes
+    come back as they were stored (a signed word's padding bits sign-extended)."""
+    from amaranth import Module, signed
+    from amaranth.lib.memory import Memory
+
+    rng = np.random.default_rng(width)
+    n_bytes = (width + 7) // 8
+    words = [int(w) for w in rng.integers(0, 1 << min(width, 62), 9)]
+    data = b"".join(w.to_bytes(n_bytes, "little") for w in words)
+    m = Module()
+    m.submodules.memory = memory = Memory(shape=8, depth=len(data) + 3, init=list(data))
+    m.submodules.reader = reader = MemoryReader(memory)
+    m.submodules.packer = packer = BytePacker(width)
+    m.submodules.unpacker = unpacker = ByteUnpacker(signed(width) if signed_words else width)
+    m.d.comb += [packer.bytes.payload.eq(reader.data.payload), packer.bytes.valid.eq(reader.data.valid),
+                 reader.data.ready.eq(packer.bytes.ready),
+                 unpacker.word.payload.eq(packer.word.payload), unpacker.word.valid.eq(packer.word.valid),
+                 packer.word.ready.eq(unpacker.word.ready)]
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        ctx.set(reader.start, 0)
+        ctx.set(reader.count, len(data))
+        ctx.set(reader.go, 1)
+        await ctx.tick()
+        ctx.set(reader.go, 0)
+        while len(got) < len(data):
+            ready = int(rng.random() < 0.6)
+            ctx.set(unpacker.bytes.ready, ready)
+            valid, byte = ctx.get(unpacker.bytes.valid), ctx.get(unpacker.bytes.payload)
+            await ctx.tick()
+            if valid and ready:
+                got.append(byte)
+        assert not ctx.get(reader.busy)
+
+    sim.add_testbench(bench)
+    sim.run()
+    expected = []
+    for w in words:
+        value = w - (1 << width) if signed_words and w >> (width - 1) & 1 else w
+        expected += list((value % (1 << 8 * n_bytes)).to_bytes(n_bytes, "little"))
+    assert got == expected

@@ -14,50 +14,35 @@ from dataclasses import dataclass
 
 from eiex.sw.errors import EiexError
 
-SOF = 0xA5
-#: a reply's ``CMD`` is the request's ``CMD | REPLY``
-REPLY = 0x80
-#: an error reply's ``CMD``
-ERROR = 0xFF
+# the constants are the RTL's (eiex.hw.link): one definition for both ends of the link
+from eiex.hw.link.engines import HASH_BYTES
+from eiex.hw.link.frames import ERROR, REPLY, SOF, Command, Error  # noqa: F401 (re-exported)
+from eiex.hw.link.host import LINK_STATS, MAGIC, PROTOCOL_VERSION  # noqa: F401 (re-exported)
+
 #: bytes around a payload: ``SOF``, ``CMD``, ``LEN`` and ``CRC``
 OVERHEAD = 6
 HEADER = 4
 MAX_LEN = 0xFFFF
 
-IDENTIFY = 0x01
-LOAD = 0x02
-COMMIT = 0x03
-RUN = 0x04
-STATS = 0x05
-RESET = 0x06
-COMMANDS = {IDENTIFY: "IDENTIFY", LOAD: "LOAD", COMMIT: "COMMIT", RUN: "RUN", STATS: "STATS", RESET: "RESET"}
-
-BAD_CRC = 1
-TRUNCATED = 2
-TOO_LONG = 3
-UNKNOWN_COMMAND = 4
-BAD_LENGTH = 5
-HASH_MISMATCH = 6
-LINE = 7
-#: error code: (name, what it means)
-ERRORS = {
-    BAD_CRC: ("BAD_CRC", "the frame's checksum did not match"),
-    TRUNCATED: ("TRUNCATED", "the line went quiet in the middle of the frame"),
-    TOO_LONG: ("TOO_LONG", "the frame's payload is longer than the device's max_payload"),
-    UNKNOWN_COMMAND: ("UNKNOWN_COMMAND", "the device has no such command"),
-    BAD_LENGTH: ("BAD_LENGTH", "the command does not take a payload of that length"),
-    HASH_MISMATCH: ("HASH_MISMATCH", "the image named is not the one loaded"),
-    LINE: ("LINE", "the UART saw a framing error or lost a byte"),
+IDENTIFY, LOAD, COMMIT, RUN, STATS, RESET = (Command[name].value for name in
+                                             ("IDENTIFY", "LOAD", "COMMIT", "RUN", "STATS", "RESET"))
+COMMANDS = {c.value: c.name for c in Command}
+#: what each error code means, for people
+_MEANINGS = {
+    Error.BAD_CRC: "the frame's checksum did not match",
+    Error.TRUNCATED: "the line went quiet in the middle of the frame",
+    Error.TOO_LONG: "the frame's payload is longer than the device's max_payload",
+    Error.UNKNOWN_COMMAND: "the device has no such command",
+    Error.BAD_LENGTH: "the command does not take a payload of that length",
+    Error.HASH_MISMATCH: "the image named is not the one loaded",
+    Error.LINE: "the UART saw a framing error or lost a byte",
 }
+#: error code: (name, what it means)
+ERRORS = {code.value: (code.name, meaning) for code, meaning in _MEANINGS.items()}
 
-MAGIC = b"EIEX"
-PROTOCOL_VERSION = 1
-HASH_BYTES = 8
 #: ``magic, version, max_payload, load_word_bytes, in_beat_bytes, in_beats, out_beat_bytes,
 #: out_beats, image hash``: the fixed part of the IDENTIFY reply, before the descriptor
 IDENTIFY_HEADER = struct.Struct(f"<4sBHBBHBH{HASH_BYTES}s")
-#: the link's counters at the start of the STATS reply, before the engine's own
-LINK_STATS = ("run_cycles", "run_samples", "frames", "errors", "dropped", "clock_cycles")
 #: keys every descriptor has
 DESCRIPTOR_KEYS = ("engine", "clock_hz", "divisor", "timeout_cycles", "max_samples", "stats", "params")
 

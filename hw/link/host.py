@@ -216,6 +216,11 @@ class HostLink(wiring.Component):
             with m.Elif(engine.input.valid & engine.input.ready):
                 m.d.sync += [run_started.eq(1), counters["run_cycles"].eq(1)]
 
+        def read_payload(m, start, count, to):
+            """Stream ``count`` payload bytes from ``start`` into the packer named ``to``."""
+            m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(start), payload_reader.count.eq(count)]
+            m.d.sync += route.eq(list(packers).index(to))
+
         def reply(m, cmd, length, source):
             m.d.sync += [reply_cmd.eq(cmd), reply_len.eq(length), reply_source.eq(source), reply_index.eq(0)]
             m.next = "REPLY"
@@ -259,9 +264,7 @@ class HostLink(wiring.Component):
                                 with m.If(frame.length != HASH_BYTES):
                                     reply_error(m, Error.BAD_LENGTH)
                                 with m.Else():
-                                    m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(0),
-                                                 payload_reader.count.eq(HASH_BYTES)]
-                                    m.d.sync += route.eq(2)
+                                    read_payload(m, 0, HASH_BYTES, "hash")
                                     m.next = "COMMIT"
                             with m.Case(Command.LOAD.value):
                                 m.d.sync += [remainder.eq(frame.length), unit.eq(self.load_word_bytes)]
@@ -285,16 +288,13 @@ class HostLink(wiring.Component):
                 with m.Elif((remainder != 0) | (quotient == 0)):
                     reply_error(m, Error.BAD_LENGTH)
                 with m.Elif(frame.cmd == Command.LOAD.value):
-                    m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(0),
-                                 payload_reader.count.eq(frame.length)]
-                    m.d.sync += [route.eq(0), image_hash.eq(0)]
+                    read_payload(m, 0, frame.length, "load")
+                    m.d.sync += image_hash.eq(0)
                     m.next = "LOAD"
                 with m.Elif(quotient > self.max_samples):
                     reply_error(m, Error.BAD_LENGTH)
                 with m.Else():
-                    m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(0),
-                                 payload_reader.count.eq(HASH_BYTES)]
-                    m.d.sync += route.eq(2)
+                    read_payload(m, 0, HASH_BYTES, "hash")
                     m.next = "CHECK_HASH"
 
             with m.State("COMMIT"):
@@ -311,13 +311,12 @@ class HostLink(wiring.Component):
                     with m.If((hash_packer.word.payload != image_hash) | ~loaded):
                         reply_error(m, Error.HASH_MISMATCH)
                     with m.Else():
-                        m.d.sync += [route.eq(1), running.eq(1), run_started.eq(0), outputs_seen.eq(0),
+                        m.d.sync += [running.eq(1), run_started.eq(0), outputs_seen.eq(0),
                                      result_addr.eq(0), counters["run_samples"].eq(quotient)]
                         m.next = "RUN_START"
 
-            with m.State("RUN_START"):
-                m.d.comb += [payload_reader.go.eq(1), payload_reader.start.eq(HASH_BYTES),
-                             payload_reader.count.eq(frame.length - HASH_BYTES)]
+            with m.State("RUN_START"):  # the hash's read has ended: the reader is free
+                read_payload(m, HASH_BYTES, frame.length - HASH_BYTES, "input")
                 m.next = "RUN"
 
             with m.State("RUN"):

@@ -233,6 +233,8 @@ def cmd_build(args) -> int:
 
     if args.board is not None:
         return _build_board(args)
+    if args.baud is not None:
+        raise EiexError("--baud goes with --board: a --part build has no UART")
     part = get_part(args.part, args.speed)
     check_output_dir(args.out, args.force)
     if args.freq is not None and not args.freq > 0:
@@ -291,6 +293,7 @@ def _build_board(args) -> int:
                         f"{f' on a speed {board.speed} chip' if board.speed else ''}")
     if args.images is None:
         raise EiexError("--board needs --images: the link is built around the engine an image sizes")
+    baud = args.baud or board.baud
     check_output_dir(args.out, args.force)
     if args.engine == "eie":
         from eiex.hw.eie.params import HwParams
@@ -305,8 +308,8 @@ def _build_board(args) -> int:
         params = {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
                   "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
                   "bias_depth": hw.bias_depth}
-        link = link_for("eie", image, clock_hz=clock_hz, preload=args.preload, queue_depth=args.queue_depth,
-                        max_payload=board.max_payload)
+        link = link_for("eie", image, clock_hz=clock_hz, baud=baud, preload=args.preload,
+                        queue_depth=args.queue_depth, max_payload=board.max_payload)
     else:
         from eiex.hw.xnor.loader import engine_for
         from eiex.sim.throughput import xnor_cycles
@@ -321,7 +324,8 @@ def _build_board(args) -> int:
         what = f"XNOR engine, {_describe_folding(layers)}"
         params = {"engine": "xnor", "layers": [vars(g) for g in layers],
                   "lanes": sum(g.pe * g.simd for g in layers)}
-        link = link_for("xnor", image, clock_hz=clock_hz, preload=args.preload, max_payload=board.max_payload)
+        link = link_for("xnor", image, clock_hz=clock_hz, baud=baud, preload=args.preload,
+                        max_payload=board.max_payload)
     params.update(images=str(args.images), preload=bool(args.preload))
     _log(f"building the {what} behind the host link for the {board.title} ({board.chip}); this takes minutes")
     report = run_board_build(link, board, args.out, seed=args.seed, description=params, cycles=cycles,
@@ -673,6 +677,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "resources and Fmax")
         target.add_argument("--board", choices=BOARDS, help="a board: the engine behind the host link "
                             "(docs/host-protocol.md), to a bitstream")
+        p.add_argument("--baud", type=int, help="with --board: the UART's baud rate (default 3000000, 115200 on "
+                       "the OrangeCrab, whose USB-serial adapter is the user's)")
         p.add_argument("--speed", type=int, choices=(6, 7, 8), help="with --part: ECP5 speed grade (default 6, "
                        "the slowest)")
         p.add_argument("--freq", type=float, help=f"with --part: target clock in MHz for nextpnr (default "

@@ -15,7 +15,9 @@ board           part              clock                 UART (FPGA rx / tx)     
                                                                                    snap-off LED3
 =============== ================= ===================== ========================== ==========================
 
-All three run the UART at 3 Mbaud: 16 clock cycles per bit at 48 MHz, 4 at 12 MHz. Notes:
+The UART runs at 3 Mbaud on the ULX3S and the iCEBreaker (16 clock cycles per bit at 48 MHz, 4 at
+12 MHz) and at 115,200 baud on the OrangeCrab, whose USB-serial adapter is the user's (``--baud``
+sets another rate). Notes:
 
 * ULX3S: ``uart_tx_enable`` (L3, the FT231X's ``TXDEN``) is an output of the FT231X ("FPGA
   receives" in the board's reference LPF), so it is left undriven. The 25 MHz oscillator feeds
@@ -178,6 +180,8 @@ class Board:
         How openFPGALoader loads ``{bitstream}`` on the board.
     extra_resources : tuple
         Resources added to the platform (the OrangeCrab's UART, the iCEBreaker's snap-off LEDs).
+    baud : int
+        The UART's default baud rate: 3 Mbaud where the board's USB-serial chip reaches it.
     max_payload : int
         The host link's payload buffer (bytes): an iCE40's block RAMs hold 512 bytes each, and
         the engine needs nearly all of them.
@@ -197,6 +201,7 @@ class Board:
     pack_args: tuple[str, ...]
     loader: str
     extra_resources: tuple = ()
+    baud: int = BAUD_DEFAULT
     max_payload: int = 4096
 
     @property
@@ -249,7 +254,9 @@ BOARDS = {b.name: b for b in (
           ("--compress", "--freq", "38.8"),
           # the DFU bootloader: hold the button while plugging in USB
           "openFPGALoader -b orangeCrab {bitstream}",
-          (UARTResource(0, rx="0", tx="1", conn=("io", 0), attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP")),)),
+          (UARTResource(0, rx="0", tx="1", conn=("io", 0), attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP")),),
+          # the adapter is the user's: many (CP2102, CH340) do not reach 3 Mbaud
+          baud=115_200),
     Board("icebreaker", "iCEBreaker", ICEBreakerPlatform, PARTS["ice40-up5k"], None, "clk12", 12_000_000,
           12_000_000, None, "USB-serial on the FT2232H's channel B: FPGA rx 6, tx 9",
           (Led("led", 1), Led("led", 3), Led("led", 0), Led("led", 4)),
@@ -269,14 +276,16 @@ def board_clock_hz(board: Board | str) -> int:
     return (get_board(board) if isinstance(board, str) else board).clock_hz
 
 
-def board_summary(board: Board) -> dict:
-    """What a build report says of ``board``."""
+def board_summary(board: Board, divisor: int | None = None) -> dict:
+    """What a build report says of ``board``, its UART at ``divisor`` cycles a bit (default: the
+    board's baud rate)."""
     pll = board.pll
+    divisor = divisor or divisor_for(board.clock_hz, board.baud)
     return {
         "name": board.name, "title": board.title, "platform": board.platform_class.__name__, "chip": board.chip,
         "clock_hz": board.clock_hz, "oscillator_hz": board.oscillator_hz,
         "pll": None if pll is None else {**dataclasses.asdict(pll), "vco_hz": pll.vco_hz(board.oscillator_hz)},
-        "uart": board.uart, "baud": BAUD_DEFAULT, "divisor": divisor_for(board.clock_hz, BAUD_DEFAULT),
+        "uart": board.uart, "baud": round(board.clock_hz / divisor), "divisor": divisor,
         "leds": {status: led.describe() for status, led in zip(STATUS, board.leds) if led is not None},
     }
 

@@ -271,7 +271,7 @@ def run_board_build(link, board, out: Path, *, seed: int | None = None, descript
     part = board.part
     report = _new_report(part, board.speed, board.clock_hz / 1e6, seed, description,
                          ("amaranth", "amaranth-boards", "yosys", part.nextpnr))
-    report["board"] = board_summary(board)
+    report["board"] = board_summary(board, getattr(link, "divisor", None))
     stage, started = _stages(log)
 
     with atomic_output_dir(out, force) as folder:

@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from eiex.cli import main
 from eiex.hw.uart import BAUD_DEFAULT, BAUD_TOLERANCE, UartRx, UartTx, divisor_for
-from eiex.sim.boards import BOARDS, STATUS, ULX3S_PLL, BoardTop, Ecp5Pll, PowerOnReset, board_clock_hz, get_board
+from eiex.sim.boards import BOARDS, STATUS, ULX3S_PLL, BoardTop, Ecp5Pll, PowerOnReset, board_clock_hz, board_summary, get_board
 from eiex.sim.build import run_board_build
 from eiex.sw.errors import EiexError
 
@@ -253,7 +253,7 @@ def test_cli_builds_for_a_board_and_prints_how_to_load_it(tmp_path, monkeypatch,
     monkeypatch.setattr(engines, "link_for", echo_link)
     out = tmp_path / "build"
     assert main(["build", "xnor", "--images", str(images), "--board", "icebreaker", "--out", str(out)]) == 0
-    assert made == [("xnor", 12_000_000, False, {"max_payload": 512})]
+    assert made == [("xnor", 12_000_000, False, {"baud": 3_000_000, "max_payload": 512})]
     printed = capsys.readouterr().out
     assert f"to load it: openFPGALoader -b ice40_generic -f {out}/top.bin" in printed
     assert "Fmax clk: " in printed and "(board clock 12 MHz, met)" in printed
@@ -294,3 +294,11 @@ def test_part_or_board_is_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(["build", "xnor", "--layers", "16,8,4", *args, "--out", "x"])
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_orangecrab_defaults_to_115200_baud_and_baud_is_a_board_option():
+    crab = get_board("orangecrab-85f")
+    assert crab.baud == 115_200
+    summary = board_summary(crab)
+    assert (summary["baud"], summary["divisor"]) == (115_108, 417)  # 48 MHz / 417: 0.08% slow
+    assert board_summary(get_board("ulx3s-85f"))["divisor"] == 16

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """eiex.driver over Verilator: the transport on an echo top (bytes back unchanged, a clean end),
-then Device on HostLink tops of both engines: identify, load, run equal to the golden model,
+then Device on an XNOR HostLink top: identify, load, run equal to the golden model,
 statistics, and every protocol error a host can cause answered with its code, the device working
 on after each."""
 
@@ -130,7 +130,9 @@ def golden(kind):
 IMAGES = {"eie": eie_image, "xnor": xnor_image}
 
 
-@pytest.fixture(scope="module", params=["xnor", "eie"])
+# XNOR only: an EIE link top takes about 70 s to build for Verilator. EIE through the link is
+# tested byte for byte in Amaranth's simulator (tests/test_link.py) and on Verilator by `make demo`.
+@pytest.fixture(scope="module", params=["xnor"])
 def device(request, cache):
     kind = request.param
     top = link_for(kind, IMAGES[kind](), clock_hz=12_000_000, divisor=DIVISOR, timeout_cycles=TIMEOUT_CYCLES,

@@ -38,20 +38,15 @@ from cocotb.triggers import FallingEdge, Timer
 from cocotbext.uart import UartSink, UartSource
 
 from eiex.driver.verilator import ADDRESS_ENV, MESSAGE_HEADER
-from eiex.sim.cocotb_streams import BenchFailure, Clocking
-from eiex.sim.runner import ERROR_FILE, JOB_ENV
+from eiex.sim.cocotb_streams import BenchFailure, Clocking, errors_reported
+from eiex.sim.runner import JOB_ENV
+
 #: cocotbext-uart truncates ``1e9 / baud`` to whole nanoseconds; a baud rate for a bit time this
 #: much longer than the wanted one truncates to exactly it
 BAUD_EPSILON_NS = 1e-6
 #: wall seconds to connect, and to receive the rest of a message already begun
 SOCKET_SECONDS = 30.0
 RECV_BYTES = 1 << 16
-
-
-def write_error(folder: Path, message: str) -> None:
-    path = folder / ERROR_FILE
-    if not path.exists():
-        path.write_text(" ".join(str(message).split()) + "\n")
 
 
 class HostBridge:
@@ -143,11 +138,5 @@ async def serve(dut, job: dict) -> None:
 @cocotb.test()
 async def link(dut):
     folder = Path(os.environ[JOB_ENV])
-    try:
+    with errors_reported(folder, "the link bench"):
         await serve(dut, json.loads((folder / "job.json").read_text()))
-    except BenchFailure as e:
-        write_error(folder, str(e))
-        raise
-    except Exception as e:
-        write_error(folder, f"the link bench failed: {type(e).__name__}: {e}")
-        raise

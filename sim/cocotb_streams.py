@@ -18,6 +18,7 @@ Stamps are cycle numbers from the simulation time (the rising edges are at ``(k 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -195,10 +196,24 @@ def load_job() -> tuple[Path, dict]:
     return folder, json.loads((folder / "job.json").read_text())
 
 
-def _fail(folder: Path, message: str) -> None:
+def write_error(folder: Path, message: str) -> None:
+    """The bench's one-line failure, for the host (the first one written stays)."""
     path = folder / ERROR_FILE
     if not path.exists():
         path.write_text(" ".join(str(message).split()) + "\n")
+
+
+@contextlib.contextmanager
+def errors_reported(folder: Path, what: str = "the bench"):
+    """Any exception leaving the block is written to the job folder as one line, then raised on."""
+    try:
+        yield
+    except BenchFailure as e:
+        write_error(folder, str(e))
+        raise
+    except Exception as e:
+        write_error(folder, f"{what} failed: {type(e).__name__}: {e}")
+        raise
 
 
 async def run_bench(dut, make_bench) -> None:
@@ -206,7 +221,7 @@ async def run_bench(dut, make_bench) -> None:
     beside its ``monitor()`` under a watchdog; write ``results.json`` from its ``results()`` or
     ``error.txt`` with the first failure's line."""
     folder, job = load_job()
-    try:
+    with errors_reported(folder):
         clocking = Clocking(dut.clk, job["period_ns"])
         bench = make_bench(dut, job, folder, clocking)
         clocking.start()
@@ -235,9 +250,4 @@ async def run_bench(dut, make_bench) -> None:
         results = bench.results()
         results.update(sim_cycles=clocking.cycle() - start_cycle, sim_seconds=wall)
         (folder / RESULTS_FILE).write_text(json.dumps(results))
-    except BenchFailure as e:
-        _fail(folder, str(e))
-        raise
-    except Exception as e:
-        _fail(folder, f"the bench failed: {type(e).__name__}: {e}")
-        raise
+

@@ -34,7 +34,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 #: baud rate of the host link (a divisor of 16 at 48 MHz, 4 at 12 MHz)
 BAUD_DEFAULT = 3_000_000

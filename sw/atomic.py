@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 def check_output_dir(out: str | Path, force: bool) -> Path:

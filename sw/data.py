@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 DATASETS = ("mnist5k", "mnist")
 IMAGE_SHAPE = (28, 28)

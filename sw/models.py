@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 class CompressibleModel(nn.Module):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eiex.sw.data import InputNorm, Split
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def binarized_bnn(tmp_path_factory):
 
 @functools.cache
 def _compressed(model):
-    from eiex.sw.compress import compress
+    from eiex.sw.compress.pipeline import compress
 
     return compress(model, seed=0, log=lambda message: None)
 
@@ -47,7 +47,7 @@ def compressed():
 @pytest.fixture(scope="session")
 def compressed_lenet300(tmp_path_factory):
     """The compressed LeNet-300-100 written as an `eiex compress` output folder."""
-    from eiex.sw.compress import write_outputs
+    from eiex.sw.compress.pipeline import write_outputs
 
     out = tmp_path_factory.mktemp("compress") / "lenet300"
     out.mkdir()

@@ -2,13 +2,12 @@
 link top under Verilator, driven over frames on a serial line.
 
 :class:`Device` speaks the protocol over a :class:`Transport`: :class:`~eiex.driver.serial_port.SerialTransport`
-for a board's USB UART, :class:`~eiex.driver.verilator.VerilatorTransport` for a simulated top.
+for a board's USB UART, :class:`~eiex.sim.testbenches.verilator_link.VerilatorTransport` for a simulated top.
 :mod:`eiex.driver.protocol` is the byte format itself.
 """
 
 from eiex.driver.device import Device, Transport
 from eiex.driver.protocol import DeviceError, Identify, Stats
 from eiex.driver.serial_port import SerialTransport
-from eiex.driver.verilator import VerilatorTransport
 
-__all__ = ["Device", "DeviceError", "Identify", "SerialTransport", "Stats", "Transport", "VerilatorTransport"]
+__all__ = ["Device", "DeviceError", "Identify", "SerialTransport", "Stats", "Transport"]

@@ -2,7 +2,7 @@
 
 :class:`Device` speaks the protocol: one request frame, then its one reply, with a time limit on
 every reply derived from the device's own figures (its baud rate, quiet time and the engine's work)
-so that a silent device is an :class:`~eiex.sw.errors.EiexError`, never a hang. It builds the
+so that a silent device is an :class:`~eiex.errors.EiexError`, never a hang. It builds the
 ``LOAD`` words of an image from the device's descriptor (:mod:`eiex.hw.link.engines`, the same
 bytes a ``--preload`` bitstream hashes), checks that the image fits the engine, and counts the
 bytes it moves so a caller can give the link's cost per inference.
@@ -20,7 +20,7 @@ import numpy as np
 
 from eiex.driver.protocol import (COMMIT, HASH_BYTES, IDENTIFY, LINK_STATS, LOAD, OVERHEAD, REPLY, RESET, RUN,
                                   STATS, DeviceError, Frame, FrameReader, Identify, Stats, command_name, encode_frame)
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 #: bits on the line per byte (8N1)
 BITS_PER_BYTE = 10
@@ -91,7 +91,7 @@ def _engine_cycles(kind: str, image, samples: int) -> int:
         # every entry of every layer, each column and row visited: far above any vector's work
         work = sum(l.cols + l.rows + int(column_lengths(image, i).sum()) for i, l in enumerate(image.layers))
         return 2 * work * samples
-    from eiex.hw.xnor.loader import engine_for
+    from eiex.hw.xnor.memory_map import engine_for
 
     folds = sum(g.nf * g.sf for g in engine_for(image))
     return 2 * folds * (samples + 1)
@@ -283,7 +283,7 @@ class Device:
             beats = golden.check_inputs(image, inputs)
         else:
             from eiex.hw.xnor import golden
-            from eiex.hw.xnor.loader import pack_input
+            from eiex.hw.xnor.memory_map import pack_input
 
             bits = golden.check_bits(image, inputs)
             beats = pack_input(image, bits) if len(bits) else []
@@ -354,14 +354,14 @@ class Device:
 def _check_image(kind: str, image, ident: Identify) -> None:
     """The image is for ``kind`` and its samples have the device's sizes."""
     if kind == "eie":
-        from eiex.sw.eie_image import EieImage
+        from eiex.sw.images.eie.image import EieImage
 
         if not isinstance(image, EieImage):
             raise EiexError(f"the device runs the eie engine, which takes an EieImage, not a {type(image).__name__}")
         in_beats = image.inputs
     elif kind == "xnor":
         from eiex.hw.xnor.mvtu import LayerGeometry
-        from eiex.sw.xnor_image import XnorImage
+        from eiex.sw.images.xnor.image import XnorImage
 
         if not isinstance(image, XnorImage):
             raise EiexError(f"the device runs the xnor engine, which takes an XnorImage, not a {type(image).__name__}")

@@ -12,7 +12,7 @@ import json
 import struct
 from dataclasses import dataclass
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 # the constants are the RTL's (eiex.hw.link): one definition for both ends of the link
 from eiex.hw.link.engines import HASH_BYTES

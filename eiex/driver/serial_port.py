@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 #: seconds added to every reply's time limit: USB latency and the host's scheduling
 LATENCY_SECONDS = 1.0

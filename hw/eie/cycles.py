@@ -52,7 +52,7 @@ from eiex.hw.eie.pointers import SKID_DEPTH
 #: cycles from the control unit's decision to write back a local row to its result and flag: the
 #: command register, then the PE's pipeline
 WRITEBACK_LATENCY = 1 + PE_WRITEBACK_LATENCY
-from eiex.sw.eie_image import EieImage
+from eiex.sw.images.eie.image import EieImage
 
 NEVER = -(1 << 60)
 

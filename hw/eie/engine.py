@@ -57,7 +57,7 @@ from eiex.hw.eie.pe import (ProcessingElement, act_port_signature, column_signat
 from eiex.hw.eie.pointers import SKID_DEPTH
 from eiex.hw.eie.scan import FlagPacker, WindowScan, column_layout
 from eiex.hw.ram import NO_RW_CHECK, registered_read
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 #: results between the activation banks and the output port: two reads in flight and room to spare
@@ -108,7 +108,7 @@ class EieEngine(wiring.Component):
     hw : HwParams
         Engine parameters, queue depth and memory depths.
     init : dict or None
-        Optional elaboration-time memory contents, from :func:`eiex.hw.eie.loader.memory_contents`.
+        Optional elaboration-time memory contents, from :func:`eiex.hw.eie.memory_map.memory_contents`.
 
     Attributes
     ----------

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from eiex.sw.eie_image import EieImage
-from eiex.sw.errors import EiexError
-from eiex.sw.sparse import SparseColumns, decode_columns
+from eiex.sw.images.eie.image import EieImage
+from eiex.errors import EiexError
+from eiex.sw.images.eie.sparse import SparseColumns, decode_columns
 
 
 def decode_weights(image: EieImage, l: int) -> np.ndarray:

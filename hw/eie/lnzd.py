@@ -11,7 +11,7 @@ from amaranth import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 #: children per tree node (the paper's quadtree)
 FANOUT = 4

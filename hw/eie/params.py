@@ -1,7 +1,7 @@
 """What one EIE engine instance is built for: the image's engine parameters plus hardware sizes.
 
 Every width and depth the RTL uses is derived here, in one place, from
-:class:`eiex.sw.eie_image.EngineParams` and the sizes below; the RTL holds no magic numbers.
+:class:`eiex.sw.images.eie.image.EngineParams` and the sizes below; the RTL holds no magic numbers.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from eiex.sw.eie_image import EieImage, EngineParams
-from eiex.sw.errors import EiexError
+from eiex.sw.images.eie.image import EieImage, EngineParams
+from eiex.errors import EiexError
 
 #: the layer table's ``weight_frac`` field is this wide (the encoder allows 0..63)
 WEIGHT_FRAC_BITS = 6

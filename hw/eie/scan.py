@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from eiex.hw.eie.lnzd import LeadingNonZero
 from eiex.hw.eie.params import HwParams
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 class FlagPacker(wiring.Component):

@@ -10,5 +10,5 @@ from eiex.hw.eie.params import HwParams
 
 def to_verilog(hw: HwParams, name: str = "eie_engine", init: dict | None = None) -> str:
     """Verilog source of the engine; memories empty (loaded through ``load``) unless ``init``
-    (from :func:`eiex.hw.eie.loader.memory_contents`) gives their contents."""
+    (from :func:`eiex.hw.eie.memory_map.memory_contents`) gives their contents."""
     return verilog.convert(EieEngine(hw, init=init), name=name)

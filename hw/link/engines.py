@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from amaranth.lib import wiring
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 KINDS = ("eie", "xnor")
 #: bytes of the image hash
@@ -59,7 +59,7 @@ def eie_params(hw) -> dict:
 def eie_hw(params: dict):
     """The :class:`HwParams` a descriptor's ``params`` describe."""
     from eiex.hw.eie.params import HwParams
-    from eiex.sw.eie_image import EngineParams
+    from eiex.sw.images.eie.image import EngineParams
 
     try:
         return HwParams(**{**params, "engine": EngineParams(**params["engine"])})
@@ -82,7 +82,7 @@ def load_words(kind: str, image, params: dict) -> tuple[list[int], int]:
     too: the memories may hold another image), and their width in bits."""
     if kind == "eie":
         from eiex.hw.eie.engine import load_layout
-        from eiex.hw.eie.loader import load_writes
+        from eiex.hw.eie.memory_map import load_writes
 
         hw = eie_hw(params)
         hw.check_image(image)
@@ -90,7 +90,7 @@ def load_words(kind: str, image, params: dict) -> tuple[list[int], int]:
         writes = load_writes(image, hw, skip_zero=False)
     elif kind == "xnor":
         from eiex.hw.xnor.engine import load_layout
-        from eiex.hw.xnor.loader import engine_for, load_writes
+        from eiex.hw.xnor.memory_map import engine_for, load_writes
 
         layers = xnor_layers(params)
         if engine_for(image) != layers:
@@ -119,7 +119,7 @@ def engine_port(kind: str, image, *, preload: bool = False, queue_depth: int = 8
     """An engine sized for ``image`` (its memories holding it with ``preload``)."""
     if kind == "eie":
         from eiex.hw.eie.engine import EieEngine
-        from eiex.hw.eie.loader import memory_contents
+        from eiex.hw.eie.memory_map import memory_contents
         from eiex.hw.eie.params import HwParams
 
         hw = HwParams.for_image(image, queue_depth=queue_depth)
@@ -128,7 +128,7 @@ def engine_port(kind: str, image, *, preload: bool = False, queue_depth: int = 8
                           stats=("cycles", "compute_cycles"))
     elif kind == "xnor":
         from eiex.hw.xnor.engine import XnorEngine
-        from eiex.hw.xnor.loader import engine_for, memory_contents
+        from eiex.hw.xnor.memory_map import engine_for, memory_contents
 
         layers = engine_for(image)
         engine = XnorEngine(layers, memory_contents(image) if preload else None)

@@ -26,7 +26,7 @@ from eiex.hw.link.engines import HASH_BYTES, EnginePort
 from eiex.hw.link.frames import ERROR, REPLY, Command, Error, FrameReceiver, FrameSender
 from eiex.hw.link.streams import BytePacker, ByteUnpacker, MemoryReader
 from eiex.hw.uart import UartRx, UartTx, check_divisor
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 PROTOCOL_VERSION = 1
 MAGIC = b"EIEX"

@@ -41,7 +41,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from eiex.hw.ram import BLOCK_RAM, registered_read
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 N_BANKS = 3
 FREE, WRITING, FULL = 0, 1, 2

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from eiex.hw.xnor.banks import N_BANKS, BankedBuffer, BufferGeometry, following
 from eiex.hw.xnor.mvtu import LayerGeometry, Mvtu
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 def load_layout(layers: list[LayerGeometry]) -> data.StructLayout:

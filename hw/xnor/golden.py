@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from eiex.sw.errors import EiexError
-from eiex.sw.xnor_image import XnorImage
+from eiex.errors import EiexError
+from eiex.sw.images.xnor.image import XnorImage
 
 
 def ideal_interval(image: XnorImage) -> int:

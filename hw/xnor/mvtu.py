@@ -34,7 +34,7 @@ from amaranth.lib.wiring import In, Out
 from eiex.hw.xnor.banks import N_BANKS, BufferGeometry, consumer_signature, following, producer_signature
 from eiex.hw.xnor.popcount import Popcount, popcount_latency
 from eiex.hw.ram import BLOCK_RAM, registered_read
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 
 #: cycles from issue to the registered memory outputs: the synchronous read, then a register

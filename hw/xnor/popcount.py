@@ -12,7 +12,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from eiex.sw.errors import EiexError
+from eiex.errors import EiexError
 
 LEVELS_PER_STAGE = 3
 

@@ -10,5 +10,5 @@ from eiex.hw.xnor.mvtu import LayerGeometry
 
 def to_verilog(layers: list[LayerGeometry], name: str = "xnor_engine", init: list[dict] | None = None) -> str:
     """Verilog source of the engine; memories empty (loaded through ``load``) unless ``init``
-    (from :func:`eiex.hw.xnor.loader.memory_contents`) gives their contents."""
+    (from :func:`eiex.hw.xnor.memory_map.memory_contents`) gives their contents."""
     return verilog.convert(XnorEngine(layers, init=init), name=name)

@@ -1,0 +1,187 @@
+"""Binarized layers: BinaryConnect, BNN and XNOR-Net, and the two MLPs built from them.
+
+Every binarization uses one sign convention, ``+1 if x >= 0 else -1`` (never 0). Gradients pass
+straight through the sign: for activations only where ``|x| <= 1`` (the hardtanh estimator of
+Hubara et al. 2016), for weights unchanged (BinaryConnect); latent float weights are clipped to
+``[-1, 1]`` after every optimizer step (:func:`clip_latent_weights`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from eiex.errors import EiexError
+from eiex.sw.binarize.thresholds import INPUT_THRESHOLD, BatchNormParams
+from eiex.sw.data import N_CLASSES
+
+MODES = ("binaryconnect", "bnn", "xnor")
+FOLDABLE_MODES = ("bnn", "xnor")  # binary activations: what the XNOR engine runs
+MODELS = ("bnn-mlp",)
+DEFAULT_HIDDEN = (512, 512)
+DEFAULT_MODE = "xnor"
+
+
+def sign(x: torch.Tensor) -> torch.Tensor:
+    """``+1`` where ``x >= 0``, else ``-1``, in ``x``'s dtype (no gradient)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+class _SignActivation(torch.autograd.Function):
+    """Sign forward; the gradient passes where ``|x| <= 1`` (hardtanh straight-through)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+class _SignWeight(torch.autograd.Function):
+    """Sign forward; the gradient passes unchanged (BinaryConnect's straight-through)."""
+
+    @staticmethod
+    def forward(ctx, w):
+        return sign(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def binarize_activation(x: torch.Tensor) -> torch.Tensor:
+    """Sign of activations with the hardtanh straight-through gradient."""
+    return _SignActivation.apply(x)
+
+
+def binarize_weight(w: torch.Tensor) -> torch.Tensor:
+    """Sign of latent weights with the plain straight-through gradient."""
+    return _SignWeight.apply(w)
+
+
+class BinaryLinear(nn.Module):
+    """A linear layer without bias whose weights (and, but for BinaryConnect, inputs) are +-1.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    mode : ``"binaryconnect"`` (binary weights, float inputs), ``"bnn"`` (binary weights and
+        inputs: the layer takes the sign of its input, which leaves +-1 inputs as they are) or
+        ``"xnor"`` (bnn, each output scaled by XNOR-Net's ``alpha = mean |W|`` of its latent row).
+
+    Attributes
+    ----------
+    weight : the latent float weights ``(out_features, in_features)``, kept in ``[-1, 1]``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, mode: str = "bnn"):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EiexError(f"BinaryLinear {name} must be a positive integer, not {value!r}")
+        if mode not in MODES:
+            raise EiexError(f"binarization mode must be one of {', '.join(MODES)}, not {mode!r}")
+        self.in_features, self.out_features, self.mode = in_features, out_features, mode
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.uniform_(self.weight, -1.0 / in_features**0.5, 1.0 / in_features**0.5)
+
+    def alpha(self) -> torch.Tensor | None:
+        """XNOR-Net's per-output scaling ``mean |W|`` of the latent rows, or None outside xnor mode."""
+        return self.weight.abs().mean(dim=1) if self.mode == "xnor" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode != "binaryconnect":
+            x = binarize_activation(x)
+        y = x @ binarize_weight(self.weight).t()
+        alpha = self.alpha()
+        return y if alpha is None else y * alpha
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+@torch.no_grad()
+def clip_latent_weights(model: nn.Module) -> None:
+    """Clip the latent weights of every :class:`BinaryLinear` in ``model`` to ``[-1, 1]``."""
+    for module in model.modules():
+        if isinstance(module, BinaryLinear):
+            module.weight.clamp_(-1.0, 1.0)
+
+
+def _check_sizes(n_inputs: int, hidden, n_classes: int) -> tuple[int, ...]:
+    sizes = (n_inputs, *hidden, n_classes)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
+        raise EiexError(f"layer sizes must be positive integers, not {list(sizes)}")
+    return sizes
+
+
+class BnnMlp(nn.Module):
+    """A binarized multi-layer perceptron the XNOR engine runs after folding.
+
+    Input bit ``+1`` where the raw pixel (0..255) ``>= input_threshold``, else ``-1``; each hidden
+    layer is BinaryLinear -> BatchNorm1d -> sign (the sign is taken by the next BinaryLinear);
+    the output layer is BinaryLinear -> BatchNorm1d, whose outputs are the class scores.
+    """
+
+    def __init__(self, hidden=DEFAULT_HIDDEN, mode: str = DEFAULT_MODE, n_inputs: int = 784,
+                 n_classes: int = N_CLASSES, input_threshold: float = INPUT_THRESHOLD):
+        super().__init__()
+        if mode not in FOLDABLE_MODES:
+            raise EiexError(f"bnn-mlp needs binary activations: mode must be one of "
+                            f"{', '.join(FOLDABLE_MODES)}, not {mode!r}")
+        self.sizes = _check_sizes(n_inputs, hidden, n_classes)
+        self.mode = mode
+        self.input_threshold = float(input_threshold)
+        self.linears = nn.ModuleList(BinaryLinear(k, m, mode) for k, m in zip(self.sizes, self.sizes[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(m) for m in self.sizes[1:])
+
+    def binarize_input(self, raw: torch.Tensor) -> torch.Tensor:
+        return sign(raw.flatten(1).to(torch.float32) - self.input_threshold)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        x = self.binarize_input(raw)
+        for linear, norm in zip(self.linears, self.norms):
+            x = norm(linear(x))  # the next BinaryLinear takes the sign
+        return x
+
+    def fold_inputs(self) -> list[tuple[np.ndarray, np.ndarray | None, BatchNormParams]]:
+        """Per layer: sign weights (int8 +-1), alpha (float64, or None) and the batch norm."""
+        layers = []
+        for l, (linear, norm) in enumerate(zip(self.linears, self.norms)):
+            w = linear.weight.detach().cpu()
+            if not torch.isfinite(w).all():
+                raise EiexError(f"bnn-mlp layer {l}: latent weights contain NaN or infinite values")
+            alpha = linear.alpha()
+            alpha = None if alpha is None else alpha.detach().cpu().double().numpy()
+            bn = BatchNormParams.of(
+                norm.weight.detach().cpu().double().numpy(), norm.bias.detach().cpu().double().numpy(),
+                norm.running_mean.cpu().double().numpy(), norm.running_var.cpu().double().numpy(), norm.eps,
+            )
+            layers.append((sign(w).to(torch.int8).numpy(), alpha, bn))
+        return layers
+
+
+class FloatMlp(nn.Module):
+    """The float twin of :class:`BnnMlp`: the same layers with float weights and ReLU.
+
+    It reads pixels scaled to ``[0, 1]`` (not thresholded): the float reference of the network.
+    """
+
+    def __init__(self, hidden=DEFAULT_HIDDEN, n_inputs: int = 784, n_classes: int = N_CLASSES):
+        super().__init__()
+        self.sizes = _check_sizes(n_inputs, hidden, n_classes)
+        self.linears = nn.ModuleList(nn.Linear(k, m, bias=False) for k, m in zip(self.sizes, self.sizes[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(m) for m in self.sizes[1:])
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        x = raw.flatten(1).to(torch.float32) / 255.0
+        for l, (linear, norm) in enumerate(zip(self.linears, self.norms)):
+            x = norm(linear(x))
+            if l < len(self.linears) - 1:
+                x = torch.relu(x)
+        return x

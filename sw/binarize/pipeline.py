@@ -1,0 +1,174 @@
+"""The ``binarize`` pipeline: train a float twin and a binarized MLP, fold, measure, write.
+
+``binarize()`` trains a float twin (for ``float_accuracy``) and the binarized ``bnn-mlp``, folds
+the binarized one into integer thresholds (:mod:`eiex.sw.binarize.thresholds`) and measures
+``binary_accuracy`` on the folded integer network, with the XNOR engine's own arithmetic.
+``write_outputs()`` writes ``report.json`` and ``binary.npz`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from eiex.errors import EiexError
+from eiex.sw.atomic import atomic_output_dir, check_output_dir
+from eiex.sw.binarize.layers import DEFAULT_HIDDEN, DEFAULT_MODE, MODELS, BnnMlp, FloatMlp, clip_latent_weights
+from eiex.sw.binarize.thresholds import fold_model, run_folded
+from eiex.sw.data import Split, load_dataset
+from eiex.sw.train import StageClock, Tensors, TrainConfig, accuracy, fit, predict, seed_everything
+
+# Float reductions split across threads round differently, so the trained network depends on the
+# thread count; pinning it makes a seed reproduce on any machine.
+DEFAULT_THREADS = 2
+#: binarized training: Adam at a high rate first (latent weights must cross zero), then lower
+BINARY_SCHEDULE = (TrainConfig(epochs=20, lr=1e-2, batch_size=100), TrainConfig(epochs=10, lr=1e-3, batch_size=100))
+FLOAT_SCHEDULE = (TrainConfig(epochs=15, lr=1e-3, batch_size=100),)
+
+
+def raw_tensors(split: Split) -> Tensors:
+    """Raw pixels as float32 ``(n, 784)`` (0..255) with their labels: what both MLPs read."""
+    x = torch.from_numpy(split.images.reshape(len(split), -1).astype(np.float32))
+    return Tensors(x, torch.from_numpy(split.labels))
+
+
+def train_schedule(model: nn.Module, data: Tensors, schedule, *, seed: int, desc: str, after_step=None) -> None:
+    """``fit`` once per stage of ``schedule`` (a new Adam per stage, a seed per stage)."""
+    for stage, config in enumerate(schedule):
+        fit(model, data, config, seed=seed + stage, after_step=after_step, desc=f"{desc} {stage + 1}")
+
+
+def build_bnn(model_name: str, hidden=DEFAULT_HIDDEN, mode: str = DEFAULT_MODE) -> BnnMlp:
+    if model_name not in MODELS:
+        raise EiexError(f"unknown binarized model {model_name!r} (known: {', '.join(MODELS)})")
+    return BnnMlp(hidden, mode)
+
+
+@dataclass
+class BinarizeResult:
+    report: dict
+    arrays: dict[str, np.ndarray]  # binary.npz
+    model: BnnMlp
+    float_model: FloatMlp
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def binarize(
+    model_name: str = "bnn-mlp",
+    dataset_name: str = "mnist5k",
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    mode: str = DEFAULT_MODE,
+    hidden=DEFAULT_HIDDEN,
+    binary_schedule=BINARY_SCHEDULE,
+    float_schedule=FLOAT_SCHEDULE,
+    threads: int = DEFAULT_THREADS,
+    log=print,
+) -> BinarizeResult:
+    """Train the float twin and the binarized MLP, fold it, and measure both on held-out digits.
+
+    ``binary_accuracy`` comes from the folded integer network (:func:`run_folded`),
+    ``torch_binary_accuracy`` from the PyTorch model in eval mode; ``agreement`` is the fraction
+    of held-out digits on which the two predict the same class. Training runs on ``threads`` torch
+    threads (restored afterwards).
+    """
+    build_bnn(model_name, hidden, mode)  # refuse bad arguments before loading or training
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+        raise EiexError(f"threads must be an integer from 1 to 256, not {threads!r}")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule,
+                         threads, log)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule, threads,
+              log) -> BinarizeResult:
+    dataset = load_dataset(dataset_name, data_dir)
+    train, test = raw_tensors(dataset.train), raw_tensors(dataset.test)
+    clock = StageClock()
+    lap, seconds = clock.lap, clock.seconds
+
+    seed_everything(seed)  # before each model exists: its initial weights come from the seed
+    float_model = FloatMlp(hidden)
+    train_schedule(float_model, train, float_schedule, seed=seed, desc="float")
+    float_accuracy = accuracy(float_model, test)
+    log(f"float accuracy {float_accuracy:.2%} on {len(test.y)} held-out digits")
+    lap("float")
+
+    seed_everything(seed)
+    model = build_bnn(model_name, hidden, mode)
+    clip_latent_weights(model)
+    train_schedule(model, train, binary_schedule, seed=seed, desc=mode,
+                   after_step=lambda: clip_latent_weights(model))
+    torch_predictions = predict(model, test.x).numpy()
+    torch_binary_accuracy = float((torch_predictions == dataset.test.labels).mean())
+    lap("binary")
+
+    arrays = fold_model(model)
+    folded_predictions = run_folded(arrays, dataset.test.images).argmax(1)
+    binary_accuracy = float((folded_predictions == dataset.test.labels).mean())
+    agreement = float((folded_predictions == torch_predictions).mean())
+    lap("fold")
+    log(f"{mode} binary accuracy {binary_accuracy:.2%} (folded integer network; PyTorch "
+        f"{torch_binary_accuracy:.2%}, the two agree on {agreement:.2%} of digits)")
+
+    layers = []
+    for l, (_, alpha, bn) in enumerate(model.fold_inputs()):
+        w = arrays[f"w{l}"]
+        layer = {"weight_key": f"w{l}", "kind": "output", "in_features": int(w.shape[1]),
+                 "out_features": int(w.shape[0])}
+        if f"t{l}" in arrays:
+            direction = np.sign(bn.gamma) * (1.0 if alpha is None else np.sign(alpha))
+            layer.update(kind="hidden", threshold_key=f"t{l}", flipped_rows=int(np.sum(direction < 0)),
+                         threshold_range=[int(arrays[f"t{l}"].min()), int(arrays[f"t{l}"].max())])
+        layers.append(layer)
+    report = {
+        "model": model_name,
+        "dataset": dataset.name,
+        "mode": mode,
+        "seed": seed,
+        "threads": threads,
+        "test_split": f"held-out, {len(test.y)} samples",
+        "input": {"kind": "binary", "threshold": model.input_threshold},
+        "float_input": "pixel / 255",
+        "layers": list(model.sizes),
+        "layer_details": layers,
+        "float_accuracy": float_accuracy,
+        "binary_accuracy": binary_accuracy,
+        "torch_binary_accuracy": torch_binary_accuracy,
+        "accuracy_loss_pp": 100.0 * (float_accuracy - binary_accuracy),
+        "agreement": agreement,
+        "disagreements": int(np.sum(folded_predictions != torch_predictions)),
+        "training": {
+            "float": [vars(c) for c in float_schedule],
+            "binary": [vars(c) for c in binary_schedule],
+            "optimizer": "Adam, cross-entropy; latent weights clipped to [-1, 1] after every step",
+        },
+        "seconds": {**seconds, "total": sum(seconds.values())},
+    }
+    return BinarizeResult(report=report, arrays=arrays, model=model, float_model=float_model, seconds=seconds)
+
+
+def write_outputs(result: BinarizeResult, out: str | Path, force: bool = False) -> Path:
+    """Write ``report.json`` and ``binary.npz`` into ``out``, whole or not at all."""
+    with atomic_output_dir(out, force) as folder:
+        np.savez(folder / "binary.npz", **result.arrays)
+        (folder / "report.json").write_text(json.dumps(result.report, indent=2) + "\n")
+    return Path(out)
+
+
+def run_binarize(out: str | Path, force: bool = False, **kwargs) -> BinarizeResult:
+    """``binarize`` then ``write_outputs``; an existing ``out`` is refused before training."""
+    check_output_dir(out, force)
+    result = binarize(**kwargs)
+    write_outputs(result, out, force)
+    return result

@@ -1,0 +1,260 @@
+"""The threshold compiler: batch normalisation and sign folded into XNOR-popcount thresholds.
+
+A hidden binarized layer computes, in float, ``s = alpha * dot`` (``dot`` the +-1 dot product of
+its input bits with its sign weights), ``y = gamma * (s - mu) / sqrt(var + eps) + beta`` and
+outputs the bit ``y >= 0`` (a tie, ``y == 0``, fires). The XNOR engine (``xnor-image.md``
+section 5) counts ``acc = (dot + K) / 2`` matching bits and fires iff ``acc >= T``. Since ``y`` is
+monotone in ``acc``, a row maps to one integer ``T``; a row whose ``y`` falls as ``acc`` rises
+(``gamma * alpha < 0``) has its weights negated first, so its count becomes ``K - acc``.
+
+``T`` is not trusted to a closed form: the ceiling of the closed form is checked against the
+float decision (:func:`hidden_fires`, float64) at ``T - 1`` (must not fire) and ``T`` (must
+fire), and rows failing the check are bisected over ``0..K + 1`` with the same decision. Each
+float64 operation rounds monotonically, so the float decision is itself monotone in ``acc`` and
+the hardware agrees with it at every ``acc`` in ``0..K``.
+
+The output layer keeps ``y = 2 * acc - K`` and gets per-row ``scale`` and ``bias`` (section 6).
+
+The folded network is the dictionary written as ``binary.npz``: ``w0, w1, ...`` int8 +-1
+``(M_l, K_l)`` hardware weights, ``t0 .. t{L-2}`` int64 thresholds of the hidden layers,
+``scale`` and ``bias`` float64 of the output layer and ``input_threshold`` float64 (a raw pixel
+value; input bit = pixel >= threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eiex.errors import EiexError
+
+INPUT_THRESHOLD = 128.0
+
+
+@dataclass(frozen=True)
+class BatchNormParams:
+    """One batch normalisation in eval mode: ``gamma * (x - mean) / sqrt(var + eps) + beta``."""
+
+    gamma: np.ndarray  # float64 (M,)
+    beta: np.ndarray  # float64 (M,)
+    mean: np.ndarray  # float64 (M,)
+    var: np.ndarray  # float64 (M,)
+    eps: float
+
+    @classmethod
+    def of(cls, gamma, beta, mean, var, eps: float) -> "BatchNormParams":
+        """Float64 vectors of one length; finiteness and the layer's size are checked when folding."""
+        arrays = [np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in (gamma, beta, mean, var)]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1 or arrays[0].ndim != 1:
+            raise EiexError(f"batch norm gamma, beta, mean and var must be equal-length vectors, got shapes "
+                            f"{', '.join(str(a.shape) for a in arrays)}")
+        return cls(*arrays, eps=float(eps))
+
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.var + self.eps)
+
+
+@dataclass(frozen=True)
+class HiddenFold:
+    """A hidden layer for the engine: fires iff ``acc >= thresholds`` with ``weights``."""
+
+    weights: np.ndarray  # int8 (M, K), +-1, rows negated where ``flipped``
+    thresholds: np.ndarray  # int64 (M,), anywhere in 0..K + 1
+    flipped: np.ndarray  # bool (M,)
+
+
+@dataclass(frozen=True)
+class OutputFold:
+    """The output layer for the engine: ``score = scale * (2 * acc - K) + bias``."""
+
+    weights: np.ndarray  # int8 (M, K), +-1
+    scale: np.ndarray  # float64 (M,)
+    bias: np.ndarray  # float64 (M,)
+
+
+def _check_layer(sign_weights, alpha, bn: BatchNormParams, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The +-1 weights as int8 and alpha as float64 (M,), or an EiexError naming ``what``."""
+    w = np.asarray(sign_weights)
+    if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] == 0:
+        raise EiexError(f"{what}: sign weights must be a non-empty (out, in) matrix, got shape {w.shape}")
+    if not (np.issubdtype(w.dtype, np.integer) or np.issubdtype(w.dtype, np.floating)):
+        raise EiexError(f"{what}: sign weights are not numeric ({w.dtype})")
+    if not np.all((w == 1) | (w == -1)):
+        raise EiexError(f"{what}: sign weights must all be +1 or -1")
+    m = w.shape[0]
+    a = np.ones(m) if alpha is None else np.asarray(alpha, dtype=np.float64)
+    a = np.broadcast_to(a, (m,)) if a.ndim == 0 else a
+    if a.shape != (m,):
+        raise EiexError(f"{what}: alpha has shape {a.shape}, the layer has {m} rows")
+    if bn.gamma.shape != (m,):
+        raise EiexError(f"{what}: batch norm has {bn.gamma.shape[0]} channels, the layer has {m} rows")
+    for name, value in (("alpha", a), ("gamma", bn.gamma), ("beta", bn.beta), ("mean", bn.mean),
+                        ("var", bn.var), ("eps", np.float64(bn.eps))):
+        if not np.all(np.isfinite(value)):
+            raise EiexError(f"{what}: batch norm/alpha {name} contains NaN or infinite values")
+    if not np.all(bn.var + bn.eps > 0):
+        raise EiexError(f"{what}: batch norm var + eps must be positive")
+    return w.astype(np.int8), np.array(a, dtype=np.float64)
+
+
+def hidden_fires(acc, k: int, alpha, bn: BatchNormParams, rows=slice(None)) -> np.ndarray:
+    """The float decision of a hidden layer: ``y >= 0`` at popcount ``acc`` (of the unflipped row).
+
+    ``y = gamma * (alpha * (2 * acc - k) - mean) / sqrt(var + eps) + beta`` in float64, elementwise
+    over ``acc`` (broadcast against the selected ``rows``). This is the definition the compiled
+    thresholds reproduce exactly.
+    """
+    alpha = np.ones_like(bn.gamma) if alpha is None else np.broadcast_to(np.asarray(alpha, np.float64), bn.gamma.shape)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = alpha[rows] * (2.0 * np.asarray(acc, dtype=np.float64) - k)
+        y = bn.gamma[rows] * (s - bn.mean[rows]) / bn.std()[rows] + bn.beta[rows]
+    return y >= 0
+
+
+def compile_hidden(sign_weights, alpha, bn: BatchNormParams, what: str = "hidden layer") -> HiddenFold:
+    """Fold alpha, batch norm and sign of one hidden layer into integer thresholds.
+
+    Parameters
+    ----------
+    sign_weights : (M, K) array of +1/-1
+    alpha : (M,) array, a scalar, or None (meaning 1): the XNOR-Net output scaling.
+    bn : the layer's batch normalisation.
+
+    Returns
+    -------
+    HiddenFold whose rows fire iff ``acc >= T``, exactly when :func:`hidden_fires` says so.
+    """
+    w, a = _check_layer(sign_weights, alpha, bn, what)
+    m, k = w.shape
+    direction = np.sign(bn.gamma) * np.sign(a)  # +1: y rises with acc; 0: y is constant
+    flipped = direction < 0
+    orient = np.where(flipped, -1.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # y >= 0  <=>  orient * dot >= orient * (mean - beta * std / gamma) / alpha
+        boundary = orient * (bn.mean - bn.beta * bn.std() / bn.gamma) / a
+        estimate = np.ceil((boundary + k) / 2.0)
+    estimate = np.where(np.isfinite(estimate), estimate, 0.0)
+    thresholds = np.clip(estimate, 0, k + 1).astype(np.int64)
+
+    def fires(oriented_acc: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        acc = np.where(flipped[rows], k - oriented_acc, oriented_acc)
+        return hidden_fires(acc, k, a, bn, rows)
+
+    every_row = np.arange(m)
+    with np.errstate(invalid="ignore", over="ignore"):  # only 0 * inf makes y NaN, at an end
+        nan_rows = np.isnan(bn.gamma * (a * np.array([[-k], [k]], dtype=np.float64) - bn.mean)).any(0)
+    if np.any(nan_rows):
+        raise EiexError(f"{what}: batch norm/alpha values are so large that y is NaN "
+                        f"(rows {', '.join(map(str, np.flatnonzero(nan_rows)[:5]))})")
+    # the float decision is monotone in the oriented count, so T is exact iff it fires at T and
+    # not at T - 1; rows where the estimate fails that check are bisected over 0..K + 1
+    below = np.zeros(m, dtype=bool)
+    below[thresholds > 0] = fires(thresholds[thresholds > 0] - 1, every_row[thresholds > 0])
+    at = np.ones(m, dtype=bool)  # T = K + 1 counts as firing at T
+    at[thresholds <= k] = fires(thresholds[thresholds <= k], every_row[thresholds <= k])
+    wrong = np.flatnonzero(below | ~at)
+    low, high = np.zeros(len(wrong), dtype=np.int64), np.full(len(wrong), k + 1, dtype=np.int64)
+    while np.any(low < high):
+        active = low < high
+        mid = (low + high) // 2  # <= K while low < high
+        fire = fires(mid, wrong)
+        high = np.where(active & fire, mid, high)
+        low = np.where(active & ~fire, mid + 1, low)
+    thresholds[wrong] = low
+    hardware = np.where(flipped[:, None], -w, w).astype(np.int8)
+    return HiddenFold(weights=hardware, thresholds=thresholds, flipped=flipped)
+
+
+def compile_output(sign_weights, alpha, bn: BatchNormParams, what: str = "output layer") -> OutputFold:
+    """Fold alpha and batch norm of the output layer into ``scale * dot + bias`` (no flip needed)."""
+    w, a = _check_layer(sign_weights, alpha, bn, what)
+    std = bn.std()
+    return OutputFold(weights=w, scale=bn.gamma * a / std, bias=bn.beta - bn.gamma * bn.mean / std)
+
+
+def fold_layers(hidden: list[HiddenFold], output: OutputFold,
+                input_threshold: float = INPUT_THRESHOLD) -> dict[str, np.ndarray]:
+    """The ``binary.npz`` dictionary of a folded network (see the module docstring)."""
+    arrays: dict[str, np.ndarray] = {}
+    for l, layer in enumerate(hidden):
+        arrays[f"w{l}"] = layer.weights.astype(np.int8)
+        arrays[f"t{l}"] = layer.thresholds.astype(np.int64)
+    arrays[f"w{len(hidden)}"] = output.weights.astype(np.int8)
+    arrays["scale"] = output.scale.astype(np.float64)
+    arrays["bias"] = output.bias.astype(np.float64)
+    arrays["input_threshold"] = np.array(input_threshold, dtype=np.float64)
+    check_folded(arrays)
+    return arrays
+
+
+def fold_model(model) -> dict[str, np.ndarray]:
+    """Fold a trained :class:`eiex.sw.binarize.layers.BnnMlp` into the ``binary.npz`` dictionary."""
+    layers = model.fold_inputs()
+    hidden = [compile_hidden(w, a, bn, what=f"layer {l}") for l, (w, a, bn) in enumerate(layers[:-1])]
+    output = compile_output(*layers[-1], what=f"layer {len(layers) - 1}")
+    return fold_layers(hidden, output, model.input_threshold)
+
+
+def n_layers(arrays: dict[str, np.ndarray]) -> int:
+    """How many weight layers ``w0, w1, ...`` a folded dictionary holds."""
+    n = 0
+    while f"w{n}" in arrays:
+        n += 1
+    return n
+
+
+def check_folded(arrays: dict[str, np.ndarray], source: str = "folded network") -> int:
+    """Refuse a ``binary.npz`` dictionary that breaks the format; return the number of layers."""
+    n = n_layers(arrays)
+    if n == 0:
+        raise EiexError(f"{source} has no weight layer w0")
+    expected = {f"w{l}" for l in range(n)} | {f"t{l}" for l in range(n - 1)} | {"scale", "bias", "input_threshold"}
+    missing = sorted(expected - set(arrays))
+    if missing:
+        raise EiexError(f"{source} lacks {', '.join(missing)}")
+    fan_in = None
+    for l in range(n):
+        w = np.asarray(arrays[f"w{l}"])
+        if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer) or not np.all((w == 1) | (w == -1)):
+            raise EiexError(f"{source}: w{l} must be a 2-d integer matrix of +1/-1")
+        if fan_in is not None and w.shape[1] != fan_in:
+            raise EiexError(f"{source}: w{l} has {w.shape[1]} inputs, layer {l - 1} has {fan_in} outputs")
+        fan_in = w.shape[0]
+        if l < n - 1:
+            t = np.asarray(arrays[f"t{l}"])
+            if t.shape != (w.shape[0],) or not np.issubdtype(t.dtype, np.integer):
+                raise EiexError(f"{source}: t{l} must be {w.shape[0]} integers")
+    for key in ("scale", "bias"):
+        v = np.asarray(arrays[key])
+        if v.shape != (fan_in,) or not np.all(np.isfinite(v)):
+            raise EiexError(f"{source}: {key} must be {fan_in} finite numbers")
+    if np.asarray(arrays["input_threshold"]).shape != () or not np.isfinite(arrays["input_threshold"]):
+        raise EiexError(f"{source}: input_threshold must be one finite number")
+    return n
+
+
+def run_folded(arrays: dict[str, np.ndarray], raw_inputs: np.ndarray, batch: int = 2000) -> np.ndarray:
+    """Scores of the folded network, with the engine's arithmetic (``xnor-image.md`` 5 and 6).
+
+    ``raw_inputs`` are raw values (uint8 pixels), shaped ``(n, ...)`` and flattened per sample.
+    The popcounts come from float64 products of +-1 matrices, exact for any realistic ``K``.
+    Returns float64 scores ``(n, classes)``; the prediction is their argmax (lowest on ties).
+    """
+    n = check_folded(arrays)
+    x_all = np.asarray(raw_inputs)
+    x_all = x_all.reshape(len(x_all), -1)
+    if x_all.shape[1] != arrays["w0"].shape[1]:
+        raise EiexError(f"inputs have {x_all.shape[1]} values each, the network takes {arrays['w0'].shape[1]}")
+    weights = [np.asarray(arrays[f"w{l}"], dtype=np.float64) for l in range(n)]
+    scores = []
+    for start in range(0, len(x_all), batch):
+        x = np.where(x_all[start : start + batch] >= arrays["input_threshold"], 1.0, -1.0)
+        for l in range(n - 1):
+            k = weights[l].shape[1]
+            acc = (np.rint(x @ weights[l].T).astype(np.int64) + k) // 2
+            x = np.where(acc >= arrays[f"t{l}"], 1.0, -1.0)
+        dot = np.rint(x @ weights[-1].T)  # 2 * acc - K
+        scores.append(arrays["scale"] * dot + arrays["bias"])
+    return np.concatenate(scores) if scores else np.zeros((0, len(arrays["scale"])))

@@ -1,0 +1,202 @@
+"""Compression recipes: training schedules and per-layer quality, bits and index bits, from TOML.
+
+Each model has a built-in recipe (``sw/compress/recipes/<model>.toml``) that reaches the Deep Compression
+targets; a user's ``--recipe FILE.toml`` overrides any part of it. Every key is checked: an
+unknown section, key or layer, or a value out of range, is an error naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from eiex.errors import EiexError
+from eiex.sw.compress.huffman import MAX_CODE_LEN
+from eiex.sw.models import CompressibleModel
+from eiex.sw.train import TrainConfig
+
+MAX_WEIGHT_BITS = 12  # a codebook of 4096 values; more is no longer weight sharing
+MAX_INDEX_BITS = 16
+
+SHARING_METHODS = ("optimal", "lloyd")
+
+
+@dataclass(frozen=True)
+class LayerRecipe:
+    quality: float  # prune threshold = quality * std of the layer's dense weights
+    bits: int  # weight code width: 2**bits - 1 shared values plus code 0 for pruned
+    index_bits: int  # width of the relative row index
+    filters: float = 0.0  # fraction of a conv layer's filters removed by L1 norm
+
+
+@dataclass(frozen=True)
+class Recipe:
+    train: TrainConfig
+    prune: TrainConfig
+    prune_steps: int
+    sensitivity: tuple[float, ...]
+    share: TrainConfig
+    share_method: str
+    huffman_max_len: int
+    layers: dict[str, LayerRecipe]
+
+    def to_json(self) -> dict:
+        def cfg(c: TrainConfig) -> dict:
+            return {"epochs": c.epochs, "lr": c.lr, "batch_size": c.batch_size, "weight_decay": c.weight_decay}
+
+        return {
+            "train": cfg(self.train),
+            "prune": {**cfg(self.prune), "steps": self.prune_steps, "sensitivity": list(self.sensitivity)},
+            "share": {**cfg(self.share), "method": self.share_method},
+            "huffman": {"max_len": self.huffman_max_len},
+            "layers": {n: vars(l) for n, l in self.layers.items()},
+        }
+
+
+def builtin_recipe_text(model_name: str) -> str:
+    return resources.files("eiex.sw.compress").joinpath("recipes", f"{model_name}.toml").read_text()
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _Reader:
+    """Takes values out of one TOML table, checking each, and complains about leftovers."""
+
+    def __init__(self, table: dict, where: str):
+        if not isinstance(table, dict):
+            raise EiexError(f"recipe: [{where}] must be a table")
+        self.table, self.where, self.used = table, where, set()
+
+    def _get(self, key):
+        self.used.add(key)
+        if key not in self.table:
+            raise EiexError(f"recipe: [{self.where}] lacks {key!r}")
+        return self.table[key]
+
+    def integer(self, key, lo, hi=None):
+        value = self._get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+            bound = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+            raise EiexError(f"recipe: [{self.where}] {key} must be {bound}, not {value!r}")
+        return value
+
+    def number(self, key, lo, hi=None, *, lo_open=False, hi_open=False, default=None):
+        if default is not None and key not in self.table:
+            self.used.add(key)
+            return default
+        value = self._get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value > lo if lo_open else value >= lo)
+        ok = ok and (hi is None or (value < hi if hi_open else value <= hi))
+        if not ok:
+            raise EiexError(f"recipe: [{self.where}] {key} = {value!r} is out of range")
+        return float(value)
+
+    def choice(self, key, options):
+        value = self._get(key)
+        if value not in options:
+            raise EiexError(f"recipe: [{self.where}] {key} must be one of {', '.join(options)}, not {value!r}")
+        return value
+
+    def train(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.integer("epochs", 0),
+            lr=self.number("lr", 0, lo_open=True),
+            batch_size=self.integer("batch_size", 1),
+            weight_decay=self.number("weight_decay", 0),
+        )
+
+    def done(self):
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise EiexError(f"recipe: [{self.where}] has unknown key(s) {', '.join(map(repr, unknown))}")
+
+
+def parse_recipe(table: dict, model: CompressibleModel) -> Recipe:
+    top = _Reader(table, "recipe")
+    train = _Reader(top._get("train"), "train")
+    prune = _Reader(top._get("prune"), "prune")
+    share = _Reader(top._get("share"), "share")
+    huffman = _Reader(top._get("huffman"), "huffman")
+    layer_tables = top._get("layers")
+    top.done()
+    if not isinstance(layer_tables, dict):
+        raise EiexError("recipe: [layers] must be a table of layer tables")
+
+    model_layers = model.layers()
+    unknown = sorted(set(layer_tables) - set(model_layers))
+    if unknown:
+        raise EiexError(
+            f"recipe names unknown layer(s) {', '.join(unknown)}; the model has {', '.join(model_layers)}"
+        )
+    layers = {}
+    for name, module in model_layers.items():
+        if name not in layer_tables:
+            raise EiexError(f"recipe: no [layers.{name}] table")
+        r = _Reader(layer_tables[name], f"layers.{name}")
+        layer = LayerRecipe(
+            quality=r.number("quality", 0),
+            bits=r.integer("bits", 1, MAX_WEIGHT_BITS),
+            index_bits=r.integer("index_bits", 1, MAX_INDEX_BITS),
+            filters=r.number("filters", 0, 1, hi_open=True, default=0.0),
+        )
+        r.done()
+        if layer.filters and module.weight.dim() != 4:
+            raise EiexError(f"recipe: [layers.{name}] filters applies to convolutions only")
+        layers[name] = layer
+
+    recipe = Recipe(
+        train=train.train(),
+        prune=prune.train(),
+        prune_steps=prune.integer("steps", 1),
+        sensitivity=tuple(_fractions(prune._get("sensitivity"))),
+        share=share.train(),
+        share_method=share.choice("method", SHARING_METHODS),
+        huffman_max_len=huffman.integer("max_len", 1, MAX_CODE_LEN),
+        layers=layers,
+    )
+    for reader in (train, prune, share, huffman):
+        reader.done()
+    widest = max(max(l.bits, l.index_bits) for l in layers.values())
+    if recipe.huffman_max_len < widest:
+        raise EiexError(
+            f"recipe: [huffman] max_len = {recipe.huffman_max_len} cannot code {2**widest} symbols; "
+            f"it must be at least {widest}"
+        )
+    return recipe
+
+
+def _fractions(values) -> list[float]:
+    if not isinstance(values, list) or not values or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in values
+    ):
+        raise EiexError(f"recipe: [prune] sensitivity must be a list of fractions in [0, 1), not {values!r}")
+    return sorted(float(v) for v in values)
+
+
+def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | None = None) -> Recipe:
+    """The built-in recipe of ``model_name``, overridden by the TOML file at ``path`` if given."""
+    table = tomllib.loads(builtin_recipe_text(model_name))
+    if path is not None:
+        path = Path(path)
+        try:
+            override = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise EiexError(f"recipe file {path} not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise EiexError(f"cannot read recipe {path}: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise EiexError(f"recipe {path} is not valid TOML: {e}") from None
+        table = _merge(table, override)
+    return parse_recipe(table, model)

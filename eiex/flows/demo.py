@@ -17,10 +17,13 @@ import torch
 
 from eiex.sw.atomic import atomic_output_dir, check_output_dir
 from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH
+from eiex.sim.engines import get_engine
+from eiex.sim.simulate import simulate
 from eiex.sw.images.memfiles import FORMATS
 
-EIE_PES = 8
-QUEUE_DEPTH = 8
+EIE_PES = DEFAULT_PES
+QUEUE_DEPTH = DEFAULT_QUEUE_DEPTH
 QUICK_DIGITS = 100  # every tenth held-out digit
 AMARANTH_DIGITS = 2  # Amaranth's simulator runs the EIE engine at about 1,000 cycles/s
 #: digits over the simulated UART: each bit of an EIE digit's 1,568 input bytes is a cocotb wake-up
@@ -34,16 +37,14 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def _run(engine: str, image, inputs, folder: Path, simulator: str, log) -> dict:
     """The engine on ``simulator`` over ``inputs``, bit-exact against the golden model or an error."""
-    from eiex.sim.testbenches.runner import simulate
-
-    golden_run = _golden(engine).run
     log(f"== {engine}: {len(inputs)} digits on {simulator}")
     outputs, stats = simulate(engine, image, inputs, simulator=simulator, queue_depth=QUEUE_DEPTH)
-    expected = golden_run(image, inputs)
+    expected = get_engine(engine).golden(image, inputs)
     if not np.array_equal(outputs, expected):
         sample, column = np.argwhere(outputs != expected)[0]
         raise EiexError(f"{engine} on {simulator}: output {column} of digit {sample} is {outputs[sample, column]}, "
                         f"the golden model says {expected[sample, column]}")
+    stats = stats.as_dict()
     _save_npy(folder / "x.npy", inputs)
     _save_npy(folder / "y.npy", outputs)
     (folder / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -54,9 +55,9 @@ def _run_uart(engine: str, image, inputs, labels, sim_outputs, folder: Path, log
     """The inputs through the link top (engine, host link, UART; image preloaded) under Verilator,
     driven by eiex.driver over the simulated UART pins: outputs equal to ``sim_outputs`` or an error."""
     from eiex.driver import Device
-    from eiex.sim.testbenches.verilator_link import VerilatorTransport
-    from eiex.hw.uart import BAUD_DEFAULT
     from eiex.flows.run import run_over_link, simulated_link
+    from eiex.hw.uart import BAUD_DEFAULT
+    from eiex.sim.testbenches.verilator_link import VerilatorTransport
 
     log(f"== {engine}: {len(inputs)} digits over the UART (link top on verilator)")
     link = simulated_link(engine, image, preload=True, queue_depth=QUEUE_DEPTH)
@@ -68,141 +69,146 @@ def _run_uart(engine: str, image, inputs, labels, sim_outputs, folder: Path, log
     return report
 
 
-def _golden(engine: str):
-    if engine == "eie":
-        from eiex.hw.eie import golden
-    else:
-        from eiex.hw.xnor import golden
-    return golden
-
-
 def _amaranth_speed(engine: str, image, inputs) -> dict:
     """Simulated cycles per second of Amaranth's simulator on the first digits, memories loaded
     through the load interface as on Verilator."""
-    timing: dict = {}
-    if engine == "eie":
-        from eiex.sim.pysim.eie import simulate
+    _, stats = simulate(engine, image, inputs, simulator="amaranth", queue_depth=QUEUE_DEPTH)
+    return {"sim_cycles": stats.sim_cycles, "sim_seconds": stats.sim_seconds,
+            "cycles_per_second": stats.cycles_per_second, "digits": len(inputs)}
 
-        simulate(image, inputs, queue_depth=QUEUE_DEPTH, timing=timing)
-    else:
-        from eiex.sim.pysim.xnor import simulate
 
-        simulate(image, inputs, timing=timing)
-    return {**timing, "cycles_per_second": timing["sim_cycles"] / timing["sim_seconds"], "digits": len(inputs)}
+def _train(folder: Path, models, seed: int, log):
+    """Compress ``models`` and binarize the BNN MLP into ``folder``: (compressed results, BNN result)."""
+    from eiex.sw.binarize import pipeline as binarize
+    from eiex.sw.compress import pipeline as compress
+
+    compressed = {}
+    for name in models:
+        log(f"== compressing {name} on MNIST-5k")
+        compressed[name] = compress.compress(name, "mnist5k", seed=seed, log=log)
+        (folder / name).mkdir()
+        compress.write_outputs(compressed[name], folder / name)
+    log("== binarizing the BNN MLP on MNIST-5k")
+    bnn = binarize.binarize("bnn-mlp", "mnist5k", seed=seed, log=log)
+    binarize.write_outputs(bnn, folder / "bnn")
+    return compressed, bnn
+
+
+def _export(folder: Path, bnn, log):
+    """Both engines' images in every file format and their Verilog: (EIE image, XNOR image)."""
+    from eiex.sw.images.eie import files as eie_files
+    from eiex.sw.images.eie.export import export_model_folder
+    from eiex.sw.images.xnor import files as xnor_files
+    from eiex.sw.images.xnor.export import image_from_folded
+
+    log("== exporting images (every format) and Verilog")
+    images = {"eie": export_model_folder(folder / "lenet300", EIE_PES, balance=True),
+              "xnor": image_from_folded(bnn.arrays, source="the binarized MLP")}
+    eie_files.write_image(images["eie"], folder / "lenet300" / "image", formats=FORMATS, huffman_max_len=16)
+    xnor_files.write_image(images["xnor"], folder / "bnn" / "image", formats=FORMATS)
+    (folder / "verilog").mkdir()
+    for name, image in images.items():
+        engine = get_engine(name)
+        (folder / "verilog" / f"{engine.top}.v").write_text(engine.to_verilog(engine.hardware(image, QUEUE_DEPTH)))
+    return images["eie"], images["xnor"]
+
+
+def _simulate_all(folder: Path, images: dict, inputs: dict, labels, simulator: str, log) -> dict:
+    """Every digit on ``simulator``, the first few over the UART and on Amaranth, per engine."""
+    runs = {name: _run(name, images[name], inputs[name], folder / "sim" / name, simulator, log) for name in images}
+    batch = slice(UART_DIGITS)
+    uart = {name: _run_uart(name, images[name], inputs[name][batch], labels[batch], runs[name]["outputs"][batch],
+                            folder / "sim" / name, log) for name in images}
+    log(f"== timing Amaranth's simulator on {AMARANTH_DIGITS} digits of each engine")
+    amaranth = {name: _amaranth_speed(name, images[name], inputs[name][:AMARANTH_DIGITS]) for name in images}
+    return {"runs": runs, "uart": uart, "amaranth": amaranth}
 
 
 def run_demo(out, *, quick: bool = False, seed: int = 0, force: bool = False, simulator: str = "verilator",
              log=print) -> dict:
     """Run the demo into ``out``; returns the summary (also written as ``summary.json`` / ``summary.md``)."""
     from eiex.hw.eie import golden as eie_golden
-    from eiex.hw.eie.cycles import pipeline_latency
-    from eiex.hw.eie.params import HwParams
-    from eiex.hw.eie.verilog import to_verilog as eie_verilog
     from eiex.hw.xnor import golden as xnor_golden
-    from eiex.hw.xnor.memory_map import engine_for
-    from eiex.hw.xnor.verilog import to_verilog as xnor_verilog
-    from eiex.sw.binarize import pipeline as binarize
-    from eiex.sw.compress import pipeline as compress
-    from eiex.sw.images.eie import files as eie_files
-    from eiex.sw.images.xnor import files as xnor_files
     from eiex.sw.data import load_dataset
-    from eiex.sw.images.eie.export import export_model_folder, float_forward, layers_from_npz
-    from eiex.sw.train import predict
-    from eiex.sw.images.xnor.export import image_from_folded
 
     check_output_dir(out, force)
     test = load_dataset("mnist5k").test
     pick = slice(None, None, len(test) // QUICK_DIGITS if quick else 1)  # the split is sorted by class
     raw, labels = test.images[pick].reshape(-1, test.images[0].size), test.labels[pick]
-    digits = len(labels)
     models = ["lenet300"] if quick else ["lenet300", "lenet5"]
     with atomic_output_dir(out, force) as folder:
-        compressed = {}
-        for name in models:
-            log(f"== compressing {name} on MNIST-5k")
-            compressed[name] = compress.compress(name, "mnist5k", seed=seed, log=log)
-            (folder / name).mkdir()
-            compress.write_outputs(compressed[name], folder / name)
-        lenet300 = compressed["lenet300"]
-        log("== binarizing the BNN MLP on MNIST-5k")
-        bnn = binarize.binarize("bnn-mlp", "mnist5k", seed=seed, log=log)
-        binarize.write_outputs(bnn, folder / "bnn")
-
-        log("== exporting images (every format) and Verilog")
-        eie_image = export_model_folder(folder / "lenet300", EIE_PES, balance=True)
-        eie_files.write_image(eie_image, folder / "lenet300" / "image", formats=FORMATS, huffman_max_len=16)
-        xnor_image = image_from_folded(bnn.arrays, source="the binarized MLP")
-        xnor_files.write_image(xnor_image, folder / "bnn" / "image", formats=FORMATS)
-        hw = HwParams.for_image(eie_image, queue_depth=QUEUE_DEPTH)
-        (folder / "verilog").mkdir()
-        (folder / "verilog" / "eie_engine.v").write_text(eie_verilog(hw))
-        (folder / "verilog" / "xnor_engine.v").write_text(xnor_verilog(engine_for(xnor_image)))
-
-        eie_inputs = eie_golden.quantize_input(eie_image, raw)
-        xnor_inputs = xnor_golden.binarize_input(xnor_image, raw)
-        eie = _run("eie", eie_image, eie_inputs, folder / "sim" / "eie", simulator, log)
-        xnor = _run("xnor", xnor_image, xnor_inputs, folder / "sim" / "xnor", simulator, log)
-        batch = slice(UART_DIGITS)
-        uart = {"eie": _run_uart("eie", eie_image, eie_inputs[batch], labels[batch], eie["outputs"][batch],
-                                 folder / "sim" / "eie", log),
-                "xnor": _run_uart("xnor", xnor_image, xnor_inputs[batch], labels[batch], xnor["outputs"][batch],
-                                  folder / "sim" / "xnor", log)}
-        log(f"== timing Amaranth's simulator on {AMARANTH_DIGITS} digits of each engine")
-        amaranth = {"eie": _amaranth_speed("eie", eie_image, eie_inputs[:AMARANTH_DIGITS]),
-                    "xnor": _amaranth_speed("xnor", xnor_image, xnor_inputs[:AMARANTH_DIGITS])}
-
-        def float_accuracy(arrays):
-            layers = layers_from_npz(arrays, "lenet300")
-            return float(np.mean(float_forward(layers, raw, lenet300.report["input"]).argmax(1) == labels))
-
-        def accuracy(outputs):
-            return float(np.mean(outputs.argmax(1) == labels))
-
-        raw_tensor = torch.from_numpy(raw.astype(np.float32))
-        bnn_float, bnn_torch = (predict(model, raw_tensor).numpy() for model in (bnn.float_model, bnn.model))
-        per_digit = eie["stats"]["samples"]
-        compute = np.array([s["compute_cycles"] for s in per_digit], dtype=float)
-        ideal = np.array([s["ideal_cycles"] for s in per_digit], dtype=float)
-        summary = {
-            "digits": digits,
-            "simulator": simulator,
-            "eie": {
-                "model": "lenet300", "pes": EIE_PES, "queue_depth": QUEUE_DEPTH,
-                "dense_accuracy": float_accuracy(lenet300.dense),
-                "compressed_float_accuracy": float_accuracy(lenet300.compressed),
-                "fixed_point_accuracy": accuracy(eie_golden.run(eie_image, eie_inputs)),
-                "rtl_accuracy": accuracy(eie["outputs"]),
-                "compression_ratio": lenet300.report["compression_ratio"],
-                "mean_cycles": float(np.mean([s["cycles"] for s in per_digit])),
-                "mean_compute_cycles": float(compute.mean()), "mean_ideal_cycles": float(ideal.mean()),
-                "median_compute_over_ideal": float(np.median(compute / ideal)),
-                "pipeline_latency": pipeline_latency(eie_image, hw),
-                "simulator_cycles_per_second": eie["stats"]["cycles_per_second"],
-                "amaranth_cycles_per_second": amaranth["eie"]["cycles_per_second"],
-            },
-            "xnor": {
-                "model": "bnn-mlp", "layers": bnn.report["layers"],
-                "folding": [[layer.pe, layer.simd] for layer in xnor_image.layers],
-                "float_accuracy": float(np.mean(bnn_float == labels)),
-                "torch_binary_accuracy": float(np.mean(bnn_torch == labels)),
-                # the class is the argmax of the scores scale * y + bias (xnor-image.md section 6)
-                "binary_accuracy": accuracy(xnor_golden.scores(xnor_image, xnor_golden.run(xnor_image, xnor_inputs))),
-                "rtl_accuracy": accuracy(xnor_golden.scores(xnor_image, xnor["outputs"])),
-                "weight_compression_ratio": 32.0,  # float32 weights to 1 bit
-                "interval": xnor["stats"]["interval"], "ideal_interval": xnor["stats"]["ideal_interval"],
-                "latency": xnor["stats"]["cycles"][0],  # the first image, through an empty pipeline
-                "simulator_cycles_per_second": xnor["stats"]["cycles_per_second"],
-                "amaranth_cycles_per_second": amaranth["xnor"]["cycles_per_second"],
-            },
-            "amaranth": amaranth,
-            "uart": uart,
-            "seconds": {"eie_sim": eie["stats"]["sim_seconds"], "xnor_sim": xnor["stats"]["sim_seconds"]},
-        }
-        for engine in ("eie", "xnor"):
-            s = summary[engine]
-            s["speedup_vs_amaranth"] = s["simulator_cycles_per_second"] / s["amaranth_cycles_per_second"]
+        compressed, bnn = _train(folder, models, seed, log)
+        eie_image, xnor_image = _export(folder, bnn, log)
+        images = {"eie": eie_image, "xnor": xnor_image}
+        inputs = {"eie": eie_golden.quantize_input(eie_image, raw), "xnor": xnor_golden.binarize_input(xnor_image, raw)}
+        runs = _simulate_all(folder, images, inputs, labels, simulator, log)
+        summary = _summary(compressed["lenet300"], bnn, images, inputs, raw, labels, runs, simulator)
         (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (folder / "summary.md").write_text(summary_table(summary, out) + "\n")
+    return summary
+
+
+def _summary(lenet300, bnn, images: dict, inputs: dict, raw, labels, runs: dict, simulator: str) -> dict:
+    """The demo's figures: accuracy at every level, compression, cycles and simulator speeds."""
+    from eiex.hw.eie import golden as eie_golden
+    from eiex.hw.eie.cycles import pipeline_latency
+    from eiex.hw.xnor import golden as xnor_golden
+    from eiex.sw.images.eie.export import float_forward, layers_from_npz
+    from eiex.sw.train import predict
+
+    eie_image, xnor_image = images["eie"], images["xnor"]
+    eie, xnor, amaranth = runs["runs"]["eie"], runs["runs"]["xnor"], runs["amaranth"]
+
+    def float_accuracy(arrays):
+        layers = layers_from_npz(arrays, "lenet300")
+        return float(np.mean(float_forward(layers, raw, lenet300.report["input"]).argmax(1) == labels))
+
+    def accuracy(outputs):
+        return float(np.mean(outputs.argmax(1) == labels))
+
+    raw_tensor = torch.from_numpy(raw.astype(np.float32))
+    bnn_float, bnn_torch = (predict(model, raw_tensor).numpy() for model in (bnn.float_model, bnn.model))
+    per_digit = eie["stats"]["samples"]
+    compute = np.array([s["compute_cycles"] for s in per_digit], dtype=float)
+    ideal = np.array([s["ideal_cycles"] for s in per_digit], dtype=float)
+    summary = {
+        "digits": len(labels),
+        "simulator": simulator,
+        "eie": {
+            "model": "lenet300", "pes": EIE_PES, "queue_depth": QUEUE_DEPTH,
+            "dense_accuracy": float_accuracy(lenet300.dense),
+            "compressed_float_accuracy": float_accuracy(lenet300.compressed),
+            "fixed_point_accuracy": accuracy(eie_golden.run(eie_image, inputs["eie"])),
+            "rtl_accuracy": accuracy(eie["outputs"]),
+            "compression_ratio": lenet300.report["compression_ratio"],
+            "mean_cycles": float(np.mean([s["cycles"] for s in per_digit])),
+            "mean_compute_cycles": float(compute.mean()), "mean_ideal_cycles": float(ideal.mean()),
+            "median_compute_over_ideal": float(np.median(compute / ideal)),
+            "pipeline_latency": pipeline_latency(eie_image, get_engine("eie").hardware(eie_image, QUEUE_DEPTH)),
+            "simulator_cycles_per_second": eie["stats"]["cycles_per_second"],
+            "amaranth_cycles_per_second": amaranth["eie"]["cycles_per_second"],
+        },
+        "xnor": {
+            "model": "bnn-mlp", "layers": bnn.report["layers"],
+            "folding": [[layer.pe, layer.simd] for layer in xnor_image.layers],
+            "float_accuracy": float(np.mean(bnn_float == labels)),
+            "torch_binary_accuracy": float(np.mean(bnn_torch == labels)),
+            # the class is the argmax of the scores scale * y + bias (xnor-image.md section 6)
+            "binary_accuracy": accuracy(xnor_golden.scores(xnor_image, xnor_golden.run(xnor_image, inputs["xnor"]))),
+            "rtl_accuracy": accuracy(xnor_golden.scores(xnor_image, xnor["outputs"])),
+            "weight_compression_ratio": 32.0,  # float32 weights to 1 bit
+            "interval": xnor["stats"]["interval"], "ideal_interval": xnor["stats"]["ideal_interval"],
+            "latency": xnor["stats"]["cycles"][0],  # the first image, through an empty pipeline
+            "simulator_cycles_per_second": xnor["stats"]["cycles_per_second"],
+            "amaranth_cycles_per_second": amaranth["xnor"]["cycles_per_second"],
+        },
+        "amaranth": amaranth,
+        "uart": runs["uart"],
+        "seconds": {"eie_sim": eie["stats"]["sim_seconds"], "xnor_sim": xnor["stats"]["sim_seconds"]},
+    }
+    for engine in ("eie", "xnor"):
+        s = summary[engine]
+        s["speedup_vs_amaranth"] = s["simulator_cycles_per_second"] / s["amaranth_cycles_per_second"]
     return summary
 
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from eiex.errors import EiexError
+from eiex.sim.engines import get_engine
 
 #: the clock a simulated link top reports as its own (it runs the board's 3 Mbaud at divisor 16)
 SIM_CLOCK_HZ = 48_000_000
@@ -21,19 +22,8 @@ SIM_CLOCK_HZ = 48_000_000
 SIM_DIVISOR = 4
 
 
-def golden_module(kind: str):
-    if kind == "eie":
-        from eiex.hw.eie import golden
-    elif kind == "xnor":
-        from eiex.hw.xnor import golden
-    else:
-        raise EiexError(f"engine must be eie or xnor, not {kind!r}")
-    return golden
-
-
 def check_inputs(kind: str, image, inputs) -> np.ndarray:
-    golden = golden_module(kind)
-    return golden.check_inputs(image, inputs) if kind == "eie" else golden.check_bits(image, inputs)
+    return get_engine(kind).check_inputs(image, inputs)
 
 
 def simulated_link(kind: str, image, *, preload: bool = False, queue_depth: int = 8, max_payload: int | None = None):
@@ -52,8 +42,8 @@ def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None,
     ``baud`` is the line rate the link-limited figures are given for (the board's, also for a
     simulated link). Raises :class:`EiexError` if any output differs from the golden model.
     """
-    golden = golden_module(kind)
-    inputs = check_inputs(kind, image, inputs)
+    engine = get_engine(kind)
+    inputs = engine.check_inputs(image, inputs)
     if labels is not None:
         labels = np.asarray(labels)
         if labels.shape != (len(inputs),):
@@ -74,7 +64,7 @@ def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None,
     after = device.link_stats()
     stats = device.stats()
 
-    expected = golden.run(image, inputs)
+    expected = engine.golden(image, inputs)
     if not np.array_equal(outputs, expected):
         sample, column = np.argwhere(outputs != expected)[0]
         raise EiexError(f"output {column} of input {sample} is {outputs[sample, column]} over the link, the golden "
@@ -98,7 +88,7 @@ def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None,
               "wall_inferences_per_s": round(n / run_seconds, 1)}
     if labels is not None:
         # XNOR: the class is the argmax of scale * y + bias (xnor-image.md section 6)
-        predicted = np.argmax(golden.scores(image, outputs) if kind == "xnor" else outputs, axis=1)
+        predicted = engine.classes(image, outputs)
         report["accuracy"] = float(np.mean(predicted == labels))
     return outputs, report
 

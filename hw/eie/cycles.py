@@ -91,15 +91,27 @@ def column_lengths(image: EieImage, l: int) -> np.ndarray:
     return np.diff(ptr, axis=1)
 
 
-def ideal_layer_cycles(image: EieImage, l: int, a_l: np.ndarray) -> int:
-    nz = np.flatnonzero(a_l)
-    work = column_lengths(image, l)[:, nz].sum(axis=1)
-    return int(max(len(nz), work.max(initial=0)))
+def ideal_layer_cycles(image: EieImage, a: np.ndarray) -> np.ndarray:
+    """Section 10 for every input vector of ``a`` ``(samples, inputs)`` at once, per layer:
+    ``max(nnz(a_l), max_p work(l, p))``, shaped ``(samples, layers)``."""
+    a = golden.check_inputs(image, a)
+    layer_in = [a] + golden.run_layers(image, a)[:-1]
+    per_layer = np.zeros((len(a), len(layer_in)), dtype=np.int64)
+    for l, a_l in enumerate(layer_in):
+        live = (np.asarray(a_l) != 0).astype(np.int64)
+        work = live @ column_lengths(image, l).T.astype(np.int64)  # (samples, n_pe)
+        per_layer[:, l] = np.maximum(live.sum(axis=1), work.max(axis=1, initial=0))
+    return per_layer
+
+
+def ideal_cycles_batch(image: EieImage, a: np.ndarray) -> np.ndarray:
+    """Section 10's ``ideal_cycles`` of every input vector of ``a`` ``(samples, inputs)``."""
+    return ideal_layer_cycles(image, a).sum(axis=1)
 
 
 def ideal_cycles(image: EieImage, a: np.ndarray) -> int:
-    """Section 10: sum over layers of ``max(nnz(a_l), max_p work(l, p))``."""
-    return sum(ideal_layer_cycles(image, l, a_l) for l, a_l in enumerate(layer_inputs(image, a)))
+    """Section 10 for one input vector ``a``."""
+    return int(ideal_cycles_batch(image, np.asarray(a)[None, :])[0])
 
 
 def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate_slots: int) -> int:
@@ -171,7 +183,7 @@ def engine_cycles(image: EieImage, a: np.ndarray, hw: HwParams) -> dict:
     """Predicted statistics of one input vector: ``cycles``, ``compute_cycles``, ``ideal_cycles``
     and the per-layer spans and ideals."""
     inputs = layer_inputs(image, a)
-    ideals = [ideal_layer_cycles(image, l, a_l) for l, a_l in enumerate(inputs)]
+    ideals = [int(i) for i in ideal_layer_cycles(image, np.asarray(a)[None, :])[0]]
     setup, gate_slots, spans = 0, 0, []
     for l, a_l in enumerate(inputs):
         drain_end = setup + layer_drain_end(image, l, a_l, hw, gate_slots)

@@ -16,6 +16,9 @@ from eiex.errors import EiexError
 WEIGHT_FRAC_BITS = 6
 #: default number of non-zero flags the LNZD tree looks at per cycle (rounded up to whole slots)
 DEFAULT_WINDOW = 16
+#: the reference configuration of the demo, the benchmarks and the CLI's defaults
+DEFAULT_PES = 8
+DEFAULT_QUEUE_DEPTH = 8
 #: entries of the control unit's column queue between the LNZD scan and the broadcast stages
 #: (two keep one column per cycle flowing; the scan then never waits on the broadcast's handshake)
 COLUMN_QUEUE_DEPTH = 2
@@ -53,7 +56,7 @@ class HwParams:
     """
 
     engine: EngineParams
-    queue_depth: int = 8
+    queue_depth: int = DEFAULT_QUEUE_DEPTH
     max_width: int = 64
     max_layers: int = 4
     spmat_depth: int = 256
@@ -75,7 +78,7 @@ class HwParams:
             raise EiexError(f"ptr_depth must be at least 2 (one layer's two pointers), not {self.ptr_depth}")
 
     @classmethod
-    def for_image(cls, image: EieImage, queue_depth: int = 8, window_slots: int | None = None,
+    def for_image(cls, image: EieImage, queue_depth: int = DEFAULT_QUEUE_DEPTH, window_slots: int | None = None,
                   spare_layers: int = 0) -> "HwParams":
         """The smallest instance that holds ``image`` (depths as the image needs them)."""
         e = image.engine

@@ -23,13 +23,13 @@ import numpy as np  # noqa: E402
 from eiex.hw.eie import golden  # noqa: E402
 from eiex.hw.eie.cycles import engine_cycles  # noqa: E402
 from eiex.hw.eie.params import HwParams  # noqa: E402
+from eiex.sim.simulate import check_simulator, simulate  # noqa: E402
 from eiex.sw.data import load_dataset  # noqa: E402
 from eiex.errors import EiexError  # noqa: E402
 from eiex.sw.images.eie.export import engine_for, export_model, layers_from_npz, read_model_folder  # noqa: E402
 
 QUEUE_DEPTHS = (2, 4, 8, 16, 32)  # the registered broadcast stall needs two places
 PE_COUNTS = (1, 2, 4, 8, 16, 32, 64)
-RTL_SIMULATORS = ("amaranth", "verilator", "icarus")
 
 
 def efficiency(image, inputs: np.ndarray, queue_depth: int) -> dict:
@@ -50,19 +50,11 @@ def rtl_spot_check(image, inputs: np.ndarray, queue_depth: int, simulator: str =
     since the curves stand on the model being exact.
 
     ``simulator``: ``"amaranth"`` (Amaranth's simulator) or ``"verilator"`` / ``"icarus"`` (the
-    generated Verilog under cocotb, :func:`eiex.sim.testbenches.runner.simulate`; much faster on many inputs)."""
-    if simulator not in RTL_SIMULATORS:
-        raise EiexError(f"simulator must be one of {', '.join(RTL_SIMULATORS)}, not {simulator!r}")
+    generated Verilog under cocotb, :func:`eiex.sim.simulate.simulate`; much faster on many inputs)."""
+    check_simulator(simulator)
     hw = HwParams.for_image(image, queue_depth=queue_depth)
-    if simulator == "amaranth":
-        from eiex.sim.pysim.eie import simulate
-
-        _, stats = simulate(image, inputs, hw=hw)
-    else:
-        from eiex.sim.testbenches.runner import simulate
-
-        _, run = simulate("eie", image, inputs, simulator=simulator, queue_depth=queue_depth)
-        stats = run["samples"]
+    _, run = simulate("eie", image, inputs, simulator=simulator, queue_depth=queue_depth)
+    stats = run.samples
     checks = []
     for i, measured in enumerate(stats):
         predicted = engine_cycles(image, inputs[i:i + 1], hw)["compute_cycles"]

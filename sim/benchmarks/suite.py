@@ -80,10 +80,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from eiex.errors import EiexError  # noqa: E402
+from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH  # noqa: E402
 
 #: the EIE configuration of the headline and of the sweeps' fixed axes
-EIE_PES = 8
-QUEUE_DEPTH = 8
+EIE_PES = DEFAULT_PES
+QUEUE_DEPTH = DEFAULT_QUEUE_DEPTH
 
 #: AlexNet fc6: outputs, inputs; weights kept and activations non-zero (EIE, Han et al. 2016, Table III)
 FC6_ROWS, FC6_COLS = 4096, 9216
@@ -336,10 +337,11 @@ def xnor_interval(image, images: int, simulator: str = "verilator") -> dict:
     model's."""
     from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
     from eiex.hw.xnor.memory_map import engine_for
-    from eiex.sim.testbenches.runner import simulate
+    from eiex.sim.simulate import simulate
 
     layers = engine_for(image)
-    _, stats = simulate("xnor", image, random_bits(image, images), simulator=simulator)
+    _, run = simulate("xnor", image, random_bits(image, images), simulator=simulator)
+    stats = run.as_dict()
     model = pipeline_cycles(layers, images)
     folding = [[g.pe, g.simd] for g in layers]
     for key in ("cycles", "intervals"):
@@ -390,29 +392,16 @@ def plot_xnor_intervals(result: dict, path: Path) -> None:
 
 # ---- simulator speeds ----------------------------------------------------------------------------
 
-def _amaranth_run(engine: str, image, inputs) -> dict:
-    timing: dict = {}
-    if engine == "eie":
-        from eiex.hw.eie import golden
-        from eiex.sim.pysim.eie import simulate
+def _timed_run(engine: str, image, inputs, simulator: str) -> dict:
+    """One preloaded run on ``simulator``, its outputs checked against the golden model."""
+    from eiex.sim.engines import get_engine
+    from eiex.sim.simulate import simulate
 
-        outputs, _ = simulate(image, inputs, queue_depth=QUEUE_DEPTH, preload=True, timing=timing)
-    else:
-        from eiex.hw.xnor import golden
-        from eiex.sim.pysim.xnor import simulate
-
-        outputs, _ = simulate(image, inputs, preload=True, timing=timing)
-    if not np.array_equal(outputs, golden.run(image, inputs)):
-        raise EiexError(f"{engine} on Amaranth: the outputs differ from the golden model's")
-    return {"sim_cycles": int(timing["sim_cycles"]), "sim_seconds": float(timing["sim_seconds"])}
-
-
-def _cocotb_run(engine: str, image, inputs, simulator: str) -> dict:
-    from eiex.sim.testbenches.runner import simulate
-
-    _, stats = simulate(engine, image, inputs, simulator=simulator, queue_depth=QUEUE_DEPTH, preload=True)
-    return {"sim_cycles": stats["sim_cycles"], "sim_seconds": stats["sim_seconds"],
-            "build_seconds": stats["build_seconds"]}
+    outputs, stats = simulate(engine, image, inputs, simulator=simulator, queue_depth=QUEUE_DEPTH, preload=True)
+    if not np.array_equal(outputs, get_engine(engine).golden(image, inputs)):
+        raise EiexError(f"{engine} on {simulator}: the outputs differ from the golden model's")
+    return {"sim_cycles": stats.sim_cycles, "sim_seconds": stats.sim_seconds,
+            **({"build_seconds": stats.run["build_seconds"]} if "build_seconds" in stats.run else {})}
 
 
 def simulators() -> list[str]:
@@ -424,8 +413,7 @@ def speed_of(engine: str, image, inputs, simulator: str, repeats: int) -> dict:
     """``repeats`` runs of ``inputs`` on one simulator: each run's figures and the median rate."""
     runs = []
     for _ in range(repeats):
-        run = _amaranth_run(engine, image, inputs) if simulator == "amaranth" else \
-            _cocotb_run(engine, image, inputs, simulator)
+        run = _timed_run(engine, image, inputs, simulator)
         runs.append({**run, "cycles_per_second": run["sim_cycles"] / run["sim_seconds"]})
     return {"cycles_per_second": statistics.median(r["cycles_per_second"] for r in runs),
             "sim_cycles": runs[0]["sim_cycles"], "runs": runs}

@@ -48,17 +48,14 @@ from eiex.sw.atomic import atomic_write
 from eiex.errors import EiexError
 
 SIMULATORS = ("verilator", "icarus")
-ENGINES = ("eie", "xnor")
 CACHE_ENV = "EIEX_SIM_CACHE"
 #: Clock period of the benches; any value works, statistics are in cycles.
 PERIOD_NS = 10
 TIMESCALE = ("1ns", "1ps")  # Amaranth's Verilog has none; Icarus needs one
-BENCHES = {"eie": "eiex.sim.testbenches.eie", "xnor": "eiex.sim.testbenches.xnor"}
 #: The environment variable that names the job folder to the bench; the files the bench writes.
 JOB_ENV = "EIEX_COCOTB_JOB"
 RESULTS_FILE = "results.json"
 ERROR_FILE = "error.txt"  # one line: why the bench failed
-TOPS = {"eie": "eie_engine", "xnor": "xnor_engine"}
 
 #: Verilator: Amaranth's Verilog trips only style warnings (see :data:`eiex.sim.tools.lint.LINT_WAIVERS`);
 #: ``-Wno-fatal`` keeps any other warning from failing a build. X assignments and initial values
@@ -84,21 +81,13 @@ class Design:
 
     engine: str
     top: str
+    bench: str  # the cocotb module that drives it
     config: str  # everything the Verilog depends on, as text
     generate: Callable[[], str]  # its Verilog
     loads: list[int]  # load-interface payloads
     inputs: list[list[int]]  # per sample, the input stream's words
     outputs: int  # output words per sample
     stall_cycles: int  # default watchdog
-
-
-def expected_outputs(engine: str, image, inputs: np.ndarray) -> np.ndarray:
-    """The golden model's outputs, which the bench's scoreboard checks every output against."""
-    if engine == "eie":
-        from eiex.hw.eie import golden
-    else:
-        from eiex.hw.xnor import golden
-    return golden.run(image, inputs)
 
 
 def pack_payloads(layout, fields: list[dict]) -> list[int]:
@@ -108,52 +97,19 @@ def pack_payloads(layout, fields: list[dict]) -> list[int]:
     return [pack(layout, f) for f in fields]
 
 
-def _eie_design(image, inputs, queue_depth: int, preload: bool) -> tuple[Design, np.ndarray]:
-    from eiex.hw.eie import golden
-    from eiex.hw.eie.cycles import column_lengths
-    from eiex.hw.eie.engine import load_layout
-    from eiex.hw.eie.memory_map import load_writes, memory_contents
-    from eiex.hw.eie.params import HwParams
-    from eiex.hw.eie.verilog import to_verilog
-    from eiex.sw.images.eie.image import EieImage
-
-    if not isinstance(image, EieImage):
-        raise EiexError(f"the eie engine runs an EieImage, not a {type(image).__name__}")
-    a = golden.check_inputs(image, inputs)
-    hw = HwParams.for_image(image, queue_depth=queue_depth)
-    hw.check_image(image)
-    init = memory_contents(image, hw) if preload else None
-    loads = [] if preload else pack_payloads(load_layout(hw), load_writes(image, hw, skip_zero=True))
-    mask = (1 << image.engine.act_bits) - 1
-    # the longest quiet stretch: one vector's computation, bounded by every entry of every layer
-    work = sum(l.cols + l.rows + int(column_lengths(image, i).sum()) for i, l in enumerate(image.layers))
+def design_for(spec, image, inputs, queue_depth: int, preload: bool) -> tuple[Design, np.ndarray]:
+    """The Design of one run of ``image`` on engine ``spec`` (:mod:`eiex.sim.engines`), and the
+    checked inputs."""
+    spec.check_image(image)
+    x = spec.check_inputs(image, inputs)
+    hw = spec.hardware(image, queue_depth)
+    init = spec.memory_contents(image, hw) if preload else None
+    job = spec.cocotb_job(image, x, hw, preload)
     design = Design(
-        engine="eie", top=TOPS["eie"], config=_config_text("eie", repr(hw), init),
-        generate=lambda: to_verilog(hw, name=TOPS["eie"], init=init), loads=loads,
-        inputs=(a & mask).tolist(), outputs=image.outputs, stall_cycles=4 * work + 1000)
-    return design, a
-
-
-def _xnor_design(image, inputs, preload: bool) -> tuple[Design, np.ndarray]:
-    from eiex.hw.xnor import golden
-    from eiex.hw.xnor.engine import load_layout
-    from eiex.hw.xnor.memory_map import engine_for, load_writes, memory_contents, pack_input
-    from eiex.hw.xnor.verilog import to_verilog
-    from eiex.sw.images.xnor.image import XnorImage
-
-    if not isinstance(image, XnorImage):
-        raise EiexError(f"the xnor engine runs an XnorImage, not a {type(image).__name__}")
-    bits = golden.check_bits(image, inputs)
-    layers = engine_for(image)
-    init = memory_contents(image) if preload else None
-    loads = [] if preload else pack_payloads(load_layout(layers), load_writes(image))
-    work = sum(g.nf * g.sf for g in layers) + layers[0].sf + layers[-1].out_features
-    design = Design(
-        engine="xnor", top=TOPS["xnor"], config=_config_text("xnor", repr(layers), init),
-        generate=lambda: to_verilog(layers, name=TOPS["xnor"], init=init), loads=loads,
-        inputs=[[int(w) for w in beats] for beats in pack_input(image, bits)],
-        outputs=image.outputs, stall_cycles=4 * work + 1000)
-    return design, bits
+        engine=spec.name, top=spec.top, bench=spec.cocotb_bench, config=_config_text(spec.name, repr(hw), init),
+        generate=lambda: spec.to_verilog(hw, init=init, name=spec.top), loads=job.loads, inputs=job.inputs,
+        outputs=image.outputs, stall_cycles=job.stall_cycles)
+    return design, x
 
 
 def _config_text(engine: str, params: str, init) -> str:
@@ -354,9 +310,9 @@ def _last_error(log: Path, exc: BaseException) -> str:
 
 # ---- one run -----------------------------------------------------------------------------------
 
-def simulate(engine: str, image, inputs, *, simulator: str = "verilator", queue_depth: int = 8,
-             preload: bool = False, in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0,
-             cache_dir=None, log=None, stall_cycles: int | None = None) -> tuple[np.ndarray, dict]:
+def run_cocotb(spec, image, inputs, *, simulator: str = "verilator", queue_depth: int = 8,
+               preload: bool = False, in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0,
+               cache_dir=None, log=None, stall_cycles: int | None = None):
     """Outputs ``(samples, outputs)`` (int64) of ``image`` on ``engine``'s Verilog under cocotb, and
     the run's statistics.
 
@@ -395,22 +351,16 @@ def simulate(engine: str, image, inputs, *, simulator: str = "verilator", queue_
         ``cycles_per_second``, ``run_seconds`` (the simulator process, start-up included),
         ``build_seconds`` and ``verilog_seconds`` (0 when cached), ``cached``, ``build_dir``.
     """
-    if engine not in ENGINES:
-        raise EiexError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    from eiex.sim.simulate import Stats
+
     check_simulator(simulator)
-    for name, p in (("in_valid", in_valid), ("out_ready", out_ready)):
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
-            raise EiexError(f"{name} must be a probability in (0, 1], not {p!r}")
     if stall_cycles is not None and (isinstance(stall_cycles, bool) or not isinstance(stall_cycles, int)
                                      or stall_cycles < 1):
         raise EiexError(f"stall_cycles must be a positive integer, not {stall_cycles!r}")
-    if engine == "eie":
-        design, checked = _eie_design(image, inputs, queue_depth, preload)
-    else:
-        design, checked = _xnor_design(image, inputs, preload)
+    design, checked = design_for(spec, image, inputs, queue_depth, preload)
     if not len(checked):
         raise EiexError("there are no input vectors to simulate")
-    expected = np.asarray(expected_outputs(engine, image, checked), dtype=np.int64)
+    expected = np.asarray(spec.golden(image, checked), dtype=np.int64)
     if stall_cycles is None:
         stall_cycles = int(design.stall_cycles / min(in_valid, out_ready))
 
@@ -422,7 +372,7 @@ def simulate(engine: str, image, inputs, *, simulator: str = "verilator", queue_
     keep_job = False
     try:
         (job / "job.json").write_text(json.dumps({
-            "engine": engine, "simulator": simulator, "outputs": design.outputs, "in_valid": float(in_valid),
+            "engine": spec.name, "simulator": simulator, "outputs": design.outputs, "in_valid": float(in_valid),
             "out_ready": float(out_ready), "seed": int(seed), "stall_cycles": stall_cycles,
             "period_ns": PERIOD_NS}))
         (job / "data.json").write_text(json.dumps({"loads": design.loads, "inputs": design.inputs,
@@ -444,18 +394,11 @@ def simulate(engine: str, image, inputs, *, simulator: str = "verilator", queue_
             shutil.rmtree(job, ignore_errors=True)
 
     outputs = np.array(results["outputs"], dtype=np.int64).reshape(len(checked), design.outputs)
-    if engine == "eie":
-        stats = _eie_stats(image, checked, results)
-    else:
-        stats = _xnor_stats(image, results)
-    sim_seconds = float(results["sim_seconds"])
-    stats.update({
-        "simulator": simulator, "engine": engine, "sim_cycles": int(results["sim_cycles"]),
-        "sim_seconds": sim_seconds,
-        "cycles_per_second": results["sim_cycles"] / sim_seconds if sim_seconds > 0 else None,
-        "run_seconds": run_seconds, "build_seconds": build_seconds, "verilog_seconds": verilog_seconds,
-        "cached": cached, "build_dir": str(build_dir)})
-    return outputs, stats
+    samples, figures = spec.cocotb_stats(image, checked, results)
+    run = {"run_seconds": run_seconds, "build_seconds": build_seconds, "verilog_seconds": verilog_seconds,
+           "cached": cached, "build_dir": str(build_dir)}
+    return outputs, Stats(spec.name, simulator, samples, int(results["sim_cycles"]), float(results["sim_seconds"]),
+                          figures, run)
 
 
 def _quiet(runner):
@@ -470,39 +413,8 @@ def _run_bench(simulator: str, design: Design, build_dir: Path, job: Path, log_f
 
     runner = _quiet(get_runner(simulator))
     try:
-        runner.test(test_module=BENCHES[design.engine], hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
+        runner.test(test_module=design.bench, hdl_toplevel=design.top, hdl_toplevel_lang="verilog",
                     build_dir=build_dir, test_dir=job, extra_env={JOB_ENV: str(job)}, log_file=log_file,
                     results_xml=str(job / "results.xml"))
     except (SystemExit, RuntimeError, OSError):
         pass  # the bench's own files (or their absence) say what happened
-
-
-def eie_ideal_cycles(image, a: np.ndarray) -> np.ndarray:
-    """Spec section 10's ``ideal_cycles`` of every input vector at once (as
-    :func:`eiex.hw.eie.cycles.ideal_cycles` computes it for one)."""
-    from eiex.hw.eie import golden
-    from eiex.hw.eie.cycles import column_lengths
-
-    layer_in = [a] + golden.run_layers(image, a)[:-1]
-    total = np.zeros(len(a), dtype=np.int64)
-    for l, a_l in enumerate(layer_in):
-        live = (np.asarray(a_l) != 0).astype(np.int64)
-        work = live @ column_lengths(image, l).T.astype(np.int64)  # (samples, n_pe)
-        total += np.maximum(live.sum(axis=1), work.max(axis=1, initial=0))
-    return total
-
-
-def _eie_stats(image, a: np.ndarray, results: dict) -> dict:
-    ideal = eie_ideal_cycles(image, a)
-    samples = [{"cycles": int(c), "compute_cycles": int(k), "ideal_cycles": int(i)}
-               for c, k, i in zip(results["cycles"], results["compute_cycles"], ideal)]
-    keys = ("cycles", "compute_cycles", "ideal_cycles")
-    return {"samples": samples, "total": {k: sum(s[k] for s in samples) for k in keys}}
-
-
-def _xnor_stats(image, results: dict) -> dict:
-    from eiex.sim.pysim.xnor import statistics
-
-    stats = statistics(image, results["first_in"], results["last_out"])
-    return {"samples": [{"cycles": c} for c in stats["cycles"]], "total": {"cycles": sum(stats["cycles"])},
-            **stats}

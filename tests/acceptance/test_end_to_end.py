@@ -11,10 +11,16 @@ import pytest
 from eiex.cli import main
 from eiex.hw.eie import golden as eie_golden
 from eiex.hw.xnor import golden as xnor_golden
-from eiex.sim.testbenches.runner import simulate
+from eiex.sim import simulate as simulation
 from eiex.sw.data import load_dataset
 from eiex.sw.images.eie.files import load_image as load_eie_image
 from eiex.sw.images.xnor.files import load_image as load_xnor_image
+
+
+def simulate(engine, image, x, simulator):
+    outputs, stats = simulation.simulate(engine, image, x, simulator=simulator)
+    return outputs, stats.as_dict()
+
 
 DIGITS = 200  # every fifth held-out digit: all ten classes, 200 x ~1,700 EIE cycles
 ICARUS_DIGITS = 3  # Icarus runs these designs at about 10,000 cycles/s

@@ -1,7 +1,8 @@
-"""Both engines' Verilog under cocotb (eiex.sim.testbenches.runner) on Verilator and Icarus: outputs bit-exact
+"""Both engines' Verilog under cocotb (eiex.sim.simulate over eiex.sim.testbenches.runner) on Verilator and Icarus: outputs bit-exact
 against the golden model, statistics equal to the Amaranth testbench's and to the cycle models,
 the build cache, and failures as one-line errors."""
 
+import dataclasses
 import json
 import shutil
 
@@ -11,7 +12,7 @@ from factories import P, brute_force, random_eie_image, random_inputs, random_xn
 
 import eiex.sim.testbenches.runner as runner
 from eiex.hw.eie import golden as eie_golden
-from eiex.hw.eie.cycles import engine_cycles, ideal_cycles
+from eiex.hw.eie.cycles import engine_cycles
 from eiex.hw.eie.engine import load_layout as eie_load_layout
 from eiex.hw.eie.memory_map import load_writes as eie_load_writes
 from eiex.hw.eie.params import HwParams
@@ -22,7 +23,8 @@ from eiex.hw.xnor.memory_map import engine_for
 from eiex.hw.xnor.memory_map import load_writes as xnor_load_writes
 from eiex.sim.pysim.xnor import simulate as xnor_amaranth
 from eiex.sim.tools.lint import have_verilator
-from eiex.sim.testbenches.runner import simulate
+from eiex.sim import simulate as simulation
+from eiex.sim.engines import ENGINES
 from eiex.errors import EiexError
 
 SIMULATORS = [
@@ -33,6 +35,12 @@ SIMULATORS = [
 # (id, in_valid, out_ready, preload): full rate, random gaps and back-pressure, preloaded memories
 RUNS = [("full-rate", 1.0, 1.0, False), ("gaps-back-pressure", 0.5, 0.4, False), ("preloaded", 0.4, 0.7, True)]
 RUN_IDS = [r[0] for r in RUNS]
+
+
+def simulate(engine, image, x, simulator="verilator", **options):
+    """:func:`eiex.sim.simulate.simulate` on a cocotb simulator, the statistics as ``eiex sim`` writes them."""
+    outputs, stats = simulation.simulate(engine, image, x, simulator=simulator, **options)
+    return outputs, stats.as_dict()
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +121,6 @@ def test_load_payloads_are_the_amaranth_layouts():
         assert runner.pack_payloads(layout, writes) == [layout.const(w).as_value().value for w in writes]
 
 
-def test_eie_ideal_cycles_of_a_batch():
-    image, x = eie_case()
-    assert runner.eie_ideal_cycles(image, x).tolist() == [ideal_cycles(image, v) for v in x]
-
-
 def cache_simulator():
     """The fastest simulator to build with: Icarus when it is there."""
     return "icarus" if shutil.which("iverilog") else "verilator"
@@ -182,14 +185,14 @@ def test_an_interrupted_build_leaves_nothing_behind(tmp_path, monkeypatch):
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_a_wrong_output_is_one_line(simulator, cache, monkeypatch):
     image, x = eie_case()
-    golden = runner.expected_outputs
+    golden = ENGINES["eie"].golden
 
-    def wrong(engine, image, inputs):  # a golden model off by one in one place
-        y = golden(engine, image, inputs).copy()
+    def wrong(image, inputs):  # a golden model off by one in one place
+        y = golden(image, inputs).copy()
         y[3, 2] += 1
         return y
 
-    monkeypatch.setattr(runner, "expected_outputs", wrong)
+    monkeypatch.setitem(ENGINES, "eie", dataclasses.replace(ENGINES["eie"], golden=wrong))
     right = eie_golden.run(image, x)[3, 2]
     with pytest.raises(EiexError) as e:
         simulate("eie", image, x, simulator=simulator, cache_dir=cache)
@@ -207,7 +210,7 @@ def test_a_stuck_stream_is_a_one_line_timeout(simulator, cache):
 def test_a_bench_that_never_reports_is_one_line(cache, tmp_path, monkeypatch):
     simulator = cache_simulator()
     image, bits = xnor_case()
-    monkeypatch.setitem(runner.BENCHES, "xnor", "eiex.sim.no_such_bench")
+    monkeypatch.setitem(ENGINES, "xnor", dataclasses.replace(ENGINES["xnor"], cocotb_bench="eiex.sim.no_such_bench"))
     log = tmp_path / "sim.log"
     with pytest.raises(EiexError, match=rf"^{simulator}: the simulation ended without results: .*\(log: ") as e:
         simulate("xnor", image, bits, simulator=simulator, cache_dir=cache, log=log)
@@ -216,7 +219,7 @@ def test_a_bench_that_never_reports_is_one_line(cache, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("call, message", [
     (lambda img, x: simulate("vhdl", img, x), "engine must be one of eie, xnor, not 'vhdl'"),
-    (lambda img, x: simulate("eie", img, x, simulator="ghdl"), "simulator must be one of verilator, icarus"),
+    (lambda img, x: simulate("eie", img, x, simulator="ghdl"), "simulator must be one of amaranth, verilator, icarus"),
     (lambda img, x: simulate("eie", img, x, in_valid=0), r"in_valid must be a probability in \(0, 1\], not 0"),
     (lambda img, x: simulate("eie", img, x, out_ready=1.5), r"out_ready must be a probability"),
     (lambda img, x: simulate("eie", img, x, stall_cycles=0), "stall_cycles must be a positive integer"),

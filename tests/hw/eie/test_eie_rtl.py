@@ -285,3 +285,24 @@ def test_columns_empty_in_some_pes_cost_them_nothing():
     y, stats = simulate(image, x, hw=hw)
     assert np.array_equal(y, golden.run(image, x))
     assert stats[0]["compute_cycles"] == m["compute_cycles"]
+
+
+def test_ideal_cycles_of_a_batch_against_a_loop_over_the_columns():
+    """Section 10 for many vectors at once equals the definition, column by column and PE by PE."""
+    from eiex.hw.eie.cycles import ideal_cycles_batch
+
+    params = P(3, act_bits=9)
+    image = random_image(params, [11, 9, 7], density=0.4, seed=7, empty_cols=2)
+    x = random_inputs(params, 11, 6, seed=7)
+    x[2] = 0
+    expected = []
+    for v in x:
+        total, layer_in = 0, [v] + [a[0] for a in golden.run_layers(image, v[None, :])[:-1]]
+        for l, a_l in enumerate(layer_in):
+            layer, nz = image.layers[l], [c for c in range(len(a_l)) if a_l[c] != 0]
+            work = [sum(int(pe.ptr[layer.ptr_base + c + 1] - pe.ptr[layer.ptr_base + c]) for c in nz)
+                    for pe in image.pes]
+            total += max(len(nz), max(work))
+        expected.append(total)
+    assert ideal_cycles_batch(image, x).tolist() == expected
+    assert [ideal_cycles(image, v) for v in x] == expected

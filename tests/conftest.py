@@ -57,17 +57,17 @@ def compressed_lenet300(tmp_path_factory):
 
 # ---- running on pytest-xdist workers (`make test`: -n 2 --dist loadgroup) ----------------------
 
-#: test files that share the session's trained models (compressed LeNets, binarized BNN): one
-#: worker runs them all, so each model is trained once
-TRAINED_MODEL_FILES = {"test_targets.py", "test_end_to_end.py", "test_cli_xnor.py"}
+#: the session's trained models, by the fixtures that hold them: each group of tests runs on one
+#: worker, so each model is trained once, and the two groups run side by side
+MODEL_GROUPS = {"binarized_bnn": "trained-bnn", "compressed": "trained-lenets", "compressed_lenet300": "trained-lenets"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test file is one xdist group (its module fixtures are built once), the files that use
-    the trained models one group together."""
+    """Every test file is one xdist group (its module fixtures are built once); a test that uses a
+    trained model joins that model's group instead."""
     for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group("trained-models" if name in TRAINED_MODEL_FILES else name))
+        groups = {MODEL_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in MODEL_GROUPS}
+        item.add_marker(pytest.mark.xdist_group(groups.pop() if len(groups) == 1 else item.path.name))
 
 
 def pytest_configure(config):

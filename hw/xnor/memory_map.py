@@ -6,7 +6,7 @@ import numpy as np
 
 from eiex.hw.xnor.mvtu import LayerGeometry
 from eiex.errors import EiexError
-from eiex.sw.images.xnor.export import OUTPUT_THR_BITS, choose_folding
+from eiex.sw.images.xnor.folding import OUTPUT_THR_BITS, choose_folding
 from eiex.sw.images.xnor.image import bits_to_words, check_geometry, pack_thresholds, pack_weights, signed_bits
 
 

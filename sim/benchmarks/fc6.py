@@ -331,6 +331,24 @@ def _check_args(seed, n_pe, keep, bits, rows, cols, repeats, baselines) -> None:
                         f"not {round(keep * rows * cols)}")
 
 
+def _image_figures(image, manifest: dict, code, huffman_bits: int, huffman_max_len: int) -> dict:
+    """The encoded layer's entries and widths, and its size with and without Huffman coding against
+    the dense float32 layer."""
+    e, layer = image.engine, image.layers[0]
+    plain_bits, huffman_image_bits = _image_bits(manifest, code)
+    dense_bytes = 4 * (layer.rows * layer.cols + layer.rows)  # float32 weights and biases
+    entries = sum(len(pe.v) for pe in image.pes)
+    return dict(
+        entries=entries, fillers=int(sum(np.count_nonzero(pe.v == 0) for pe in image.pes)),
+        max_pe_entries=int(max(len(pe.v) for pe in image.pes)), ptr_bits=e.ptr_bits, rel_bits=e.rel_bits,
+        idx_bits=e.idx_bits, weight_frac=layer.weight_frac,
+        huffman_max_len=huffman_max_len, huffman_bits=huffman_bits,
+        huffman_bits_per_entry=huffman_bits / max(entries, 1),
+        dense_bytes=dense_bytes, image_bytes=math.ceil(plain_bits / 8),
+        image_huffman_bytes=math.ceil(huffman_image_bits / 8),
+        compression_ratio=dense_bytes * 8 / plain_bits, compression_ratio_huffman=dense_bytes * 8 / huffman_image_bits)
+
+
 def run_fc6(seed: int = 0, n_pe: int = 64, keep: float = 0.09, bits: int = 4, out=None, baselines: bool = True,
             log=None, *, rows: int = FC6_ROWS, cols: int = FC6_COLS, huffman_max_len: int = HUFFMAN_MAX_LEN,
             repeats: int = 5, keep_arrays: bool = False) -> dict:
@@ -420,25 +438,13 @@ def run_fc6(seed: int = 0, n_pe: int = 64, keep: float = 0.09, bits: int = 4, ou
         folder = Path(out) if out is not None else Path(scratch) / "fc6"
         with meter.stage("write", log):
             manifest = write_image(image, folder, huffman_max_len=huffman_max_len, force=True)
-    plain_bits, huffman_image_bits = _image_bits(manifest, code)
-    dense_bytes = 4 * (rows * cols + rows)  # float32 weights and biases
-
     stages = meter.stages
     fc6_seconds = sum(stages[s]["seconds"] for s in FC6_STAGES)
     fc6_peak = max(stages[s]["peak_gb"] for s in FC6_STAGES)
     entries = sum(len(pe.v) for pe in image.pes)
-    result.update(
-        stages=stages, fc6_seconds=fc6_seconds, fc6_peak_gb=fc6_peak,
-        entries=entries, fillers=int(sum(np.count_nonzero(pe.v == 0) for pe in image.pes)),
-        max_pe_entries=int(max(len(pe.v) for pe in image.pes)), ptr_bits=e.ptr_bits, rel_bits=e.rel_bits,
-        idx_bits=e.idx_bits, weight_frac=image.layers[0].weight_frac,
-        huffman_max_len=huffman_max_len, huffman_bits=huffman_bits,
-        huffman_bits_per_entry=huffman_bits / max(entries, 1),
-        dense_bytes=dense_bytes, image_bytes=math.ceil(plain_bits / 8),
-        image_huffman_bytes=math.ceil(huffman_image_bits / 8),
-        compression_ratio=dense_bytes * 8 / plain_bits, compression_ratio_huffman=dense_bytes * 8 / huffman_image_bits,
-        image_dir=str(out) if out is not None else None,
-    )
+    result.update(stages=stages, fc6_seconds=fc6_seconds, fc6_peak_gb=fc6_peak,
+                  **_image_figures(image, manifest, code, huffman_bits, huffman_max_len),
+                  image_dir=str(out) if out is not None else None)
     log(f"whole layer ({' + '.join(FC6_STAGES)}): {fc6_seconds:.2f} s, peak {fc6_peak:.2f} GB; "
         f"{kept} of {rows * cols} weights kept, {entries} entries, image {result['image_huffman_bytes']} bytes "
         f"with Huffman coding ({result['compression_ratio_huffman']:.1f}x smaller than float32)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eiex.hw.eie import golden
+from eiex.sw.images.eie import arithmetic as golden
 from eiex.sw.images.eie.encode import IntLayer, build_image
 from eiex.sw.images.eie.image import EieImage, EngineParams
 from eiex.errors import EiexError

@@ -8,115 +8,19 @@ scalar ``input_threshold``; other keys are ignored.
   always fires and one above ``K`` never does, exactly like 0 and ``K + 1``. The clamp keeps
   ``thr_bits`` (the smallest signed width holding a layer's thresholds, at least 2) small. The
   output layer, without thresholds, gets ``thr_bits = 2``.
-- Folding: :func:`solve_folding` gives every layer the fewest lanes ``P * S`` that reach a target
-  interval ``NF * SF``. Without a target, :func:`default_target` is the best interval the largest
-  layer (most weights) reaches with at most ``DEFAULT_LANES`` lanes; the other layers then get just
-  enough lanes to keep up with it.
+- Folding: :func:`eiex.sw.images.xnor.folding.choose_folding`.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from eiex.errors import EiexError
 from eiex.sw.npz import read_npz
+from eiex.sw.images.xnor.folding import OUTPUT_THR_BITS, choose_folding
 from eiex.sw.images.xnor.image import XnorImage, XnorLayer, signed_bits
-
-DEFAULT_LANES = 64
-OUTPUT_THR_BITS = 2  # the output layer has no thresholds; its thr_bits is unused, the smallest valid width
-
-
-def _fold(m: int, k: int, p: int, s: int) -> int:
-    return math.ceil(m / p) * math.ceil(k / s)
-
-
-def _solve_layer(m: int, k: int, target: int) -> tuple[int, int]:
-    best = None
-    for p in range(1, m + 1):
-        sf_max = min(k, target // math.ceil(m / p))
-        if sf_max < 1:
-            continue
-        s = math.ceil(k / sf_max)  # the fewest lanes per PE that fit the target with this P
-        padding = math.ceil(m / p) * p * math.ceil(k / s) * s - m * k
-        key = (p * s, padding, p)
-        if best is None or key < best[0]:
-            best = (key, (p, s))
-    return best[1]
-
-
-def _check_target(target_interval) -> int:
-    if isinstance(target_interval, (bool, np.bool_)) or not isinstance(target_interval, (int, np.integer)) \
-            or target_interval < 1:
-        raise EiexError(f"the target interval must be an integer of at least 1 cycle, not {target_interval!r}")
-    return int(target_interval)
-
-
-def solve_folding(shapes, target_interval: int) -> list[tuple[int, int]]:
-    """Per layer ``(M, K)``, the ``(P, S)`` with the fewest lanes ``P * S`` such that
-    ``ceil(M / P) * ceil(K / S) <= target_interval``; ties go to fewer padding bits, then smaller ``P``.
-
-    Every target of at least 1 is reachable (``P = M``, ``S = K`` takes one cycle).
-    """
-    target = _check_target(target_interval)
-    return [_solve_layer(int(m), int(k), target) for m, k in shapes]
-
-
-def default_target(shapes, lanes: int = DEFAULT_LANES) -> int:
-    """The smallest interval the largest layer (most weights) reaches with at most ``lanes`` lanes."""
-    m, k = max(shapes, key=lambda shape: shape[0] * shape[1])
-    return min(_fold(m, k, p, min(k, lanes // p)) for p in range(1, min(m, lanes) + 1))
-
-
-def _check_overrides(name: str, values, n: int) -> list | None:
-    if values is None:
-        return None
-    values = list(values)
-    if len(values) != n:
-        raise EiexError(f"{name} gives {len(values)} values for {n} layers")
-    return values
-
-
-def choose_folding(shapes, pe=None, simd=None, target_interval=None) -> list[tuple[int, int]]:
-    """Per layer ``(P, S)``: solved for the target (:func:`default_target` when None), with ``pe`` and
-    ``simd`` lists fixing their dimension; the other dimension is then the smallest that meets the
-    target. With both lists given, a given target is checked, not used."""
-    n = len(shapes)
-    pe, simd = _check_overrides("pe", pe, n), _check_overrides("simd", simd, n)
-    explicit = target_interval is not None
-    target = _check_target(target_interval) if explicit else default_target(shapes)
-    folding = []
-    for l, ((m, k), (p, s)) in enumerate(zip(shapes, solve_folding(shapes, target))):
-        given_p = None if pe is None else pe[l]
-        given_s = None if simd is None else simd[l]
-        for field, value, limit, what in (("pe", given_p, m, "out_features"), ("simd", given_s, k, "in_features")):
-            if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
-                                      or not 1 <= value <= limit):
-                raise EiexError(f"layer fc{l + 1}: {field} must be an integer from 1 to {limit} ({what}), not {value!r}")
-        if given_p is not None and given_s is not None:
-            p, s = int(given_p), int(given_s)
-            if explicit and _fold(m, k, p, s) > target:
-                raise EiexError(f"layer fc{l + 1}: pe {p} and simd {s} take {_fold(m, k, p, s)} cycles, more than "
-                                f"the target interval {target}")
-        elif given_p is not None:
-            p = int(given_p)
-            sf_max = target // math.ceil(m / p)
-            if sf_max < 1:
-                raise EiexError(f"layer fc{l + 1}: with pe {p}, NF = {math.ceil(m / p)} already exceeds the target "
-                                f"interval {target}; give simd too or a larger target")
-            s = math.ceil(k / min(k, sf_max))
-        elif given_s is not None:
-            s = int(given_s)
-            nf_max = target // math.ceil(k / s)
-            if nf_max < 1:
-                raise EiexError(f"layer fc{l + 1}: with simd {s}, SF = {math.ceil(k / s)} already exceeds the target "
-                                f"interval {target}; give pe too or a larger target")
-            p = math.ceil(m / min(m, nf_max))
-        folding.append((p, s))
-    return folding
-
 
 def _finite_numbers(source: str, key: str, value: np.ndarray) -> None:
     if value.dtype == bool or not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):

@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from eiex.hw.xnor import golden
 from eiex.errors import EiexError
-from eiex.sw.images.xnor.export import choose_folding, default_target, image_from_folded, solve_folding
+from eiex.sw.images.xnor.export import image_from_folded
+from eiex.sw.images.xnor.folding import choose_folding, default_target, solve_folding
 from eiex.sw.images.xnor.image import (XnorImage, XnorLayer, pack_thresholds, pack_weights, signed_bits, unpack_thresholds,
                                 unpack_weights)
 

@@ -11,13 +11,7 @@ from eiex.sw.binarize.pipeline import DEFAULT_THREADS
 from eiex.sw.binarize.layers import MODELS as BINARY_MODELS
 from eiex.flows.demo import QUICK_DIGITS
 
-SIMULATORS = ("amaranth", "verilator", "icarus")
-#: what `eiex bench` prints and its JSON holds at least (issue 6)
-HEADLINE_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn",
-                 "eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "verilator_vs_amaranth_speed",
-                 "xnor_luts_per_lane", "xnor_luts_per_lane_engine", "xnor_luts_per_lane_engine_ecp5",
-                 "eie_fmax_mhz_ecp5", "xnor_fmax_mhz_ecp5", "eie_lenet300_inferences_per_s_ecp5",
-                 "xnor_bnn_images_per_s_ecp5", "xnor_verilog_seconds_lfc")
+from eiex.sim.simulate import SIMULATORS
 from eiex.sw.data import DATASETS
 from eiex.errors import EiexError
 from eiex.sw.images.memfiles import FORMATS
@@ -413,56 +407,24 @@ def _simulate(engine: str, args):
 
     import numpy as np
 
+    from eiex.sim.engines import get_engine
+    from eiex.sim.simulate import simulate
     from eiex.sw.atomic import atomic_write
 
-    if engine == "eie":
-        from eiex.hw.eie import golden
-        from eiex.sw.images.eie.files import load_image
-
-        image = load_image(args.images)
-        inputs = golden.check_inputs(image, _read_inputs(args.input))
-    else:
-        from eiex.hw.xnor import golden
-        from eiex.sw.images.xnor.files import load_image
-
-        image = load_image(args.images)
-        inputs = golden.check_bits(image, _read_inputs(args.input))
-    queue_depth = getattr(args, "queue_depth", 8)
-    if args.sim == "amaranth":
-        outputs, stats = _simulate_amaranth(engine, image, inputs, queue_depth)
-    else:
-        from eiex.sim.testbenches.runner import simulate
-
-        outputs, stats = simulate(engine, image, inputs, simulator=args.sim, queue_depth=queue_depth)
+    spec = get_engine(engine)
+    image = spec.load_image(args.images)
+    inputs = spec.check_inputs(image, _read_inputs(args.input))
+    outputs, stats = simulate(engine, image, inputs, simulator=args.sim, queue_depth=getattr(args, "queue_depth", 8))
     buffer = io.BytesIO()
     np.save(buffer, outputs)
     atomic_write(args.out, buffer.getvalue())
     if args.stats is not None:
-        atomic_write(args.stats, (json.dumps(stats, indent=2) + "\n").encode())
-    matches = bool(np.array_equal(outputs, golden.run(image, inputs)))
-    interval = f"interval {stats['interval']} cycles (ideal {stats['ideal_interval']}); " if stats.get("interval") else ""
-    print(f"{len(inputs)} input vectors on {args.sim}: {interval}{stats['cycles_per_second']:,.0f} simulated "
+        atomic_write(args.stats, (json.dumps(stats.as_dict(), indent=2) + "\n").encode())
+    matches = bool(np.array_equal(outputs, spec.golden(image, inputs)))
+    interval = f"interval {stats.interval} cycles (ideal {stats.figures['ideal_interval']}); " if stats.interval else ""
+    print(f"{len(inputs)} input vectors on {args.sim}: {interval}{stats.cycles_per_second:,.0f} simulated "
           f"cycles/s; outputs in {args.out}; golden model {'agrees' if matches else 'DISAGREES'}")
     return 0 if matches else 1
-
-
-def _simulate_amaranth(engine: str, image, inputs, queue_depth: int):
-    """Amaranth's simulator, with the statistics shaped as the cocotb runner's."""
-    timing = {}
-    if engine == "eie":
-        from eiex.sim.pysim.eie import simulate
-
-        outputs, samples = simulate(image, inputs, queue_depth=queue_depth, timing=timing)
-        samples = [{k: int(v) for k, v in s.items()} for s in samples]
-        stats = {"samples": samples, "total": {k: sum(s[k] for s in samples) for k in samples[0]}}
-    else:
-        from eiex.sim.pysim.xnor import simulate
-
-        outputs, figures = simulate(image, inputs, timing=timing)
-        stats = {"samples": [{"cycles": c} for c in figures["cycles"]], "total": {"cycles": sum(figures["cycles"])},
-                 **figures}
-    return outputs, {**stats, "simulator": "amaranth", "engine": engine, **timing,
-                     "cycles_per_second": timing["sim_cycles"] / timing["sim_seconds"]}
 
 
 def _targets(text: str) -> tuple[str, ...]:
@@ -523,6 +485,8 @@ def cmd_bench(args) -> int:
         result = run_bench(args.quick, lenet300, folder, log=_log, fc6_compression=fc6)  # writes bench.json
     if args.json is not None:
         atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
+    from eiex.sim.benchmarks.suite import HEADLINE_KEYS
+
     width = max(len(k) for k in HEADLINE_KEYS)
     for key in HEADLINE_KEYS:
         value = result[key]

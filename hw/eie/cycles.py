@@ -111,7 +111,7 @@ def ideal_cycles_batch(image: EieImage, a: np.ndarray) -> np.ndarray:
 
 def ideal_cycles(image: EieImage, a: np.ndarray) -> int:
     """Section 10 for one input vector ``a``."""
-    return int(ideal_cycles_batch(image, np.asarray(a)[None, :])[0])
+    return int(ideal_cycles_batch(image, golden.check_inputs(image, a)[:1])[0])
 
 
 def layer_drain_end(image: EieImage, l: int, a_l: np.ndarray, hw: HwParams, gate_slots: int) -> int:
@@ -183,7 +183,7 @@ def engine_cycles(image: EieImage, a: np.ndarray, hw: HwParams) -> dict:
     """Predicted statistics of one input vector: ``cycles``, ``compute_cycles``, ``ideal_cycles``
     and the per-layer spans and ideals."""
     inputs = layer_inputs(image, a)
-    ideals = [int(i) for i in ideal_layer_cycles(image, np.asarray(a)[None, :])[0]]
+    ideals = [int(i) for i in ideal_layer_cycles(image, golden.check_inputs(image, a)[:1])[0]]
     setup, gate_slots, spans = 0, 0, []
     for l, a_l in enumerate(inputs):
         drain_end = setup + layer_drain_end(image, l, a_l, hw, gate_slots)

@@ -53,7 +53,8 @@ def rtl_spot_check(image, inputs: np.ndarray, queue_depth: int, simulator: str =
     generated Verilog under cocotb, :func:`eiex.sim.simulate.simulate`; much faster on many inputs)."""
     check_simulator(simulator)
     hw = HwParams.for_image(image, queue_depth=queue_depth)
-    _, run = simulate("eie", image, inputs, simulator=simulator, queue_depth=queue_depth)
+    # memories preloaded: loading them through the load interface would be most of the run
+    _, run = simulate("eie", image, inputs, simulator=simulator, queue_depth=queue_depth, preload=True)
     stats = run.samples
     checks = []
     for i, measured in enumerate(stats):

@@ -1,4 +1,4 @@
-"""Cocotb bench of the EIE engine's Verilog (run by :func:`eiex.sim.testbenches.runner.simulate`).
+"""Cocotb bench of the EIE engine's Verilog (run by :func:`eiex.sim.testbenches.runner.run_cocotb`).
 
 Driver: the load-interface words (unless the memories are preloaded), then every input vector's
 activations, with random gaps. Monitor: every output under random back-pressure, each checked by the

@@ -1,8 +1,8 @@
 """Run an engine's generated Verilog under cocotb on Verilator or Icarus.
 
-:func:`simulate` has the call shape of the Amaranth ``simulate`` functions (``eiex.sim.pysim.eie``,
-``eiex.sim.pysim.xnor``) and returns the same outputs and per-sample statistics, plus figures of
-the run (simulator, simulated cycles, wall time, build time, cache use).
+:func:`run_cocotb` is the cocotb half of :func:`eiex.sim.simulate.simulate`: the design of a run
+comes from the engine registry (:mod:`eiex.sim.engines`), and the outputs and statistics are the
+same as on Amaranth's simulator, plus figures of the run (build time, cache use).
 
 Build cache (under ``cache_dir``, default ``$EIEX_SIM_CACHE`` or ``~/.cache/eiex/sim``)::
 
@@ -313,43 +313,17 @@ def _last_error(log: Path, exc: BaseException) -> str:
 def run_cocotb(spec, image, inputs, *, simulator: str = "verilator", queue_depth: int = 8,
                preload: bool = False, in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0,
                cache_dir=None, log=None, stall_cycles: int | None = None):
-    """Outputs ``(samples, outputs)`` (int64) of ``image`` on ``engine``'s Verilog under cocotb, and
-    the run's statistics.
+    """Outputs ``(samples, outputs)`` (int64) of ``image`` on the Verilog of engine ``spec`` (an
+    :class:`eiex.sim.engines.Engine`) under cocotb, and the run's :class:`eiex.sim.simulate.Stats`.
 
-    Parameters
-    ----------
-    engine : "eie" or "xnor"
-    image : EieImage or XnorImage
-    inputs : array
-        As for the golden models: EIE ``act_bits`` fixed-point integers, XNOR 0/1 bits,
-        shaped ``(samples, inputs)``.
-    simulator : "verilator" or "icarus"
-    queue_depth : int
-        EIE activation-queue depth (:meth:`HwParams.for_image`); unused by XNOR.
-    preload : bool
-        Memories initialized in the Verilog instead of written through the load interface.
-    in_valid, out_ready : float
-        Probability per cycle that an input beat is offered / the output is ready (random gaps and
-        back-pressure, drawn from ``seed`` as the Amaranth testbenches draw them).
-    cache_dir : path or None
-        Build cache (default ``$EIEX_SIM_CACHE`` or ``~/.cache/eiex/sim``).
-    log : path or None
-        File for the simulator's console output (default: a temporary file, removed after a run
-        that produced results).
-    stall_cycles : int or None
-        The bench fails when no stream moves for this many cycles (default: a bound from the image).
-
-    Returns
-    -------
-    outputs : np.ndarray
-    stats : dict
-        ``samples`` (per sample: EIE ``cycles``, ``compute_cycles``, ``ideal_cycles``; XNOR
-        ``cycles``) and their ``total``; XNOR also ``cycles``, ``intervals``, ``interval`` and
-        ``ideal_interval`` as :func:`eiex.sim.pysim.xnor.statistics` gives them. Run figures:
-        ``simulator``, ``engine``, ``sim_cycles`` (clock cycles simulated, reset and loading
-        included), ``sim_seconds`` (wall time of that simulation, without build and start-up),
-        ``cycles_per_second``, ``run_seconds`` (the simulator process, start-up included),
-        ``build_seconds`` and ``verilog_seconds`` (0 when cached), ``cached``, ``build_dir``.
+    ``simulator`` is "verilator" or "icarus"; ``queue_depth``, ``preload``, ``in_valid``,
+    ``out_ready`` and ``seed`` are :func:`eiex.sim.simulate.simulate`'s. ``cache_dir``: the build
+    cache (default ``$EIEX_SIM_CACHE`` or ``~/.cache/eiex/sim``). ``log``: a file for the
+    simulator's console output (default: a temporary file, removed after a run that produced
+    results). ``stall_cycles``: the bench fails when no stream moves for this many cycles (default:
+    a bound from the image). The statistics' ``run`` holds ``run_seconds`` (the simulator process,
+    start-up included), ``build_seconds`` and ``verilog_seconds`` (0 when cached), ``cached`` and
+    ``build_dir``.
     """
     from eiex.sim.simulate import Stats
 

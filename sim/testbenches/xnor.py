@@ -1,4 +1,4 @@
-"""Cocotb bench of the XNOR engine's Verilog (run by :func:`eiex.sim.testbenches.runner.simulate`).
+"""Cocotb bench of the XNOR engine's Verilog (run by :func:`eiex.sim.testbenches.runner.run_cocotb`).
 
 Driver: the load-interface words (unless the memories are preloaded), then each image's ``SF_0``
 input beats with random gaps, stamping the cycle of each image's first beat. Monitor: the ``M``

@@ -62,6 +62,7 @@ def compressed_lenet300(tmp_path_factory):
 MODEL_GROUPS = {"binarized_bnn": "trained-bnn", "compressed": "trained-lenets", "compressed_lenet300": "trained-lenets"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     """Every test file is one xdist group (its module fixtures are built once); a test that uses a
     trained model joins that model's group instead."""

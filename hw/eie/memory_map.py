@@ -5,6 +5,7 @@ from __future__ import annotations
 from eiex.hw.eie.engine import MemSel, layer_layout
 from eiex.hw.eie.params import HwParams
 from eiex.sw.images.eie.image import EieImage
+from eiex.sw.images.words import to_unsigned
 
 
 def pack(layout, fields: dict) -> int:
@@ -28,16 +29,13 @@ def memory_contents(image: EieImage, hw: HwParams) -> dict:
     hw.check_image(image)
     e = image.engine
 
-    def unsigned(values, bits):
-        return [int(x) & ((1 << bits) - 1) for x in values]
-
-    codebook = unsigned(image.codebook, e.weight_bits)
+    codebook = to_unsigned(image.codebook, e.weight_bits)
     pes = []
     for pe in image.pes:
         pes.append({
             "spmat": pe.spmat_words(e) if len(pe.v) else [],
-            "ptr": unsigned(pe.ptr, e.ptr_bits),
-            "bias": unsigned(pe.bias, e.bias_bits),
+            "ptr": to_unsigned(pe.ptr, e.ptr_bits),
+            "bias": to_unsigned(pe.bias, e.bias_bits),
             "codebook": codebook,
         })
     return {"pes": pes, "layers": layer_rows(image, hw)}

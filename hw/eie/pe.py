@@ -50,6 +50,7 @@ from eiex.hw.eie.params import WEIGHT_FRAC_BITS, HwParams
 from eiex.hw.eie.pointers import PointerReader
 from eiex.hw.eie.rescale import Rescale
 from eiex.hw.ram import BLOCK_RAM, registered_read
+from eiex.sw.images.words import to_signed
 
 #: cycles from the last entry's issue to the end of its accumulator write (``E1`` .. ``E7``)
 MAC_STAGES = 8
@@ -151,9 +152,9 @@ class ProcessingElement(wiring.Component):
         spmat = m.submodules.spmat = Memory(shape=e.spmat_width, depth=hw.spmat_depth, init=init.get("spmat", []),
                                             attrs=BLOCK_RAM)
         bias = m.submodules.bias = Memory(shape=signed(e.bias_bits), depth=hw.bias_depth,
-                                          init=_signed(init.get("bias", []), e.bias_bits), attrs=BLOCK_RAM)
+                                          init=to_signed(init.get("bias", []), e.bias_bits).tolist(), attrs=BLOCK_RAM)
         codebook = m.submodules.codebook = Memory(shape=signed(e.weight_bits), depth=hw.codebook_depth,
-                                                  init=_signed(init.get("codebook", []), e.weight_bits),
+                                                  init=to_signed(init.get("codebook", []), e.weight_bits).tolist(),
                                                   attrs=BLOCK_RAM)
         for mem, sel in ((spmat, ld.spmat), (bias, ld.bias), (codebook, ld.codebook)):
             wp = mem.write_port()
@@ -333,9 +334,3 @@ class ProcessingElement(wiring.Component):
         with m.Else():
             m.d.comb += [act_w.en.eq(act.we), act_w.addr.eq(act.waddr), act_w.data.eq(act.wdata)]
         m.d.comb += [wb.flag_valid.eq(rescale.out_valid), wb.flag.eq(done.ok & rescale.flag)]
-
-
-def _signed(words, bits: int) -> list[int]:
-    """Unsigned two's complement words to signed ints (Memory init of a signed shape)."""
-    half = 1 << (bits - 1)
-    return [int(w) - (1 << bits) if int(w) >= half else int(w) for w in words]

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from eiex.errors import EiexError
+from eiex.sw.images.xnor.arithmetic import propagate
+from eiex.sw.images.xnor.export import check_folded
 
 INPUT_THRESHOLD = 128.0
 
@@ -185,7 +187,7 @@ def fold_layers(hidden: list[HiddenFold], output: OutputFold,
     arrays["scale"] = output.scale.astype(np.float64)
     arrays["bias"] = output.bias.astype(np.float64)
     arrays["input_threshold"] = np.array(input_threshold, dtype=np.float64)
-    check_folded(arrays)
+    check_folded(arrays, "folded network")
     return arrays
 
 
@@ -197,64 +199,19 @@ def fold_model(model) -> dict[str, np.ndarray]:
     return fold_layers(hidden, output, model.input_threshold)
 
 
-def n_layers(arrays: dict[str, np.ndarray]) -> int:
-    """How many weight layers ``w0, w1, ...`` a folded dictionary holds."""
-    n = 0
-    while f"w{n}" in arrays:
-        n += 1
-    return n
-
-
-def check_folded(arrays: dict[str, np.ndarray], source: str = "folded network") -> int:
-    """Refuse a ``binary.npz`` dictionary that breaks the format; return the number of layers."""
-    n = n_layers(arrays)
-    if n == 0:
-        raise EiexError(f"{source} has no weight layer w0")
-    expected = {f"w{l}" for l in range(n)} | {f"t{l}" for l in range(n - 1)} | {"scale", "bias", "input_threshold"}
-    missing = sorted(expected - set(arrays))
-    if missing:
-        raise EiexError(f"{source} lacks {', '.join(missing)}")
-    fan_in = None
-    for l in range(n):
-        w = np.asarray(arrays[f"w{l}"])
-        if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer) or not np.all((w == 1) | (w == -1)):
-            raise EiexError(f"{source}: w{l} must be a 2-d integer matrix of +1/-1")
-        if fan_in is not None and w.shape[1] != fan_in:
-            raise EiexError(f"{source}: w{l} has {w.shape[1]} inputs, layer {l - 1} has {fan_in} outputs")
-        fan_in = w.shape[0]
-        if l < n - 1:
-            t = np.asarray(arrays[f"t{l}"])
-            if t.shape != (w.shape[0],) or not np.issubdtype(t.dtype, np.integer):
-                raise EiexError(f"{source}: t{l} must be {w.shape[0]} integers")
-    for key in ("scale", "bias"):
-        v = np.asarray(arrays[key])
-        if v.shape != (fan_in,) or not np.all(np.isfinite(v)):
-            raise EiexError(f"{source}: {key} must be {fan_in} finite numbers")
-    if np.asarray(arrays["input_threshold"]).shape != () or not np.isfinite(arrays["input_threshold"]):
-        raise EiexError(f"{source}: input_threshold must be one finite number")
-    return n
-
-
 def run_folded(arrays: dict[str, np.ndarray], raw_inputs: np.ndarray, batch: int = 2000) -> np.ndarray:
     """Scores of the folded network, with the engine's arithmetic (``xnor-image.md`` 5 and 6).
 
     ``raw_inputs`` are raw values (uint8 pixels), shaped ``(n, ...)`` and flattened per sample.
-    The popcounts come from float64 products of +-1 matrices, exact for any realistic ``K``.
     Returns float64 scores ``(n, classes)``; the prediction is their argmax (lowest on ties).
     """
-    n = check_folded(arrays)
+    weights, thresholds, scale, bias, input_threshold = check_folded(arrays, "folded network")
     x_all = np.asarray(raw_inputs)
     x_all = x_all.reshape(len(x_all), -1)
-    if x_all.shape[1] != arrays["w0"].shape[1]:
-        raise EiexError(f"inputs have {x_all.shape[1]} values each, the network takes {arrays['w0'].shape[1]}")
-    weights = [np.asarray(arrays[f"w{l}"], dtype=np.float64) for l in range(n)]
+    if x_all.shape[1] != weights[0].shape[1]:
+        raise EiexError(f"inputs have {x_all.shape[1]} values each, the network takes {weights[0].shape[1]}")
     scores = []
     for start in range(0, len(x_all), batch):
-        x = np.where(x_all[start : start + batch] >= arrays["input_threshold"], 1.0, -1.0)
-        for l in range(n - 1):
-            k = weights[l].shape[1]
-            acc = (np.rint(x @ weights[l].T).astype(np.int64) + k) // 2
-            x = np.where(acc >= arrays[f"t{l}"], 1.0, -1.0)
-        dot = np.rint(x @ weights[-1].T)  # 2 * acc - K
-        scores.append(arrays["scale"] * dot + arrays["bias"])
-    return np.concatenate(scores) if scores else np.zeros((0, len(arrays["scale"])))
+        bits = (x_all[start:start + batch] >= input_threshold).astype(np.uint8)
+        scores.append(scale * propagate(weights, thresholds, bits)[-1] + bias)
+    return np.concatenate(scores) if scores else np.zeros((0, len(scale)))

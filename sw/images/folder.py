@@ -41,6 +41,24 @@ def write_folder(out, force: bool, manifest: dict, memories, formats) -> dict:
     return manifest
 
 
+def read_manifest(folder, kind: str, format_name: str, version: int, keys) -> dict:
+    """The manifest of an image folder of ``kind`` ("EIE", "XNOR"), its format and version checked and
+    its top-level ``keys`` present."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise EiexError(f"{folder} is not an {kind} image: {MANIFEST} not found")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EiexError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
+    require(manifest, ("format", "version", *keys), MANIFEST)
+    if manifest["format"] != format_name:
+        raise EiexError(f"{MANIFEST}: format {manifest['format']!r} is not {format_name!r}")
+    if manifest["version"] != version:
+        raise EiexError(f"{MANIFEST}: version {manifest['version']!r} is not supported (this eiex reads {version})")
+    return manifest
+
+
 def require(table: dict, keys, where: str) -> None:
     """``table`` is a JSON object holding ``keys``."""
     if not isinstance(table, dict):

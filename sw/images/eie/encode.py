@@ -15,6 +15,7 @@ import numpy as np
 from eiex.sw.images.eie.image import EieImage, EieLayer, EngineParams, PeMemories
 from eiex.errors import EiexError
 from eiex.sw.images.eie.sparse import encode_columns
+from eiex.sw.images.words import fits_signed
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,6 @@ class IntLayer:
     relu: bool
     weight_frac: int
     name: str = ""
-
-
-def _fits_signed(values: np.ndarray, bits: int) -> bool:
-    return values.size == 0 or (values.min() >= -(1 << (bits - 1)) and values.max() < (1 << (bits - 1)))
 
 
 def check_layers(layers: list[IntLayer], params: EngineParams) -> None:
@@ -50,11 +47,11 @@ def check_layers(layers: list[IntLayer], params: EngineParams) -> None:
             raise EiexError(f"{name}: the codebook needs {params.codebook_size} entries, not {codebook.shape}")
         if codebook[0] != 0:
             raise EiexError(f"{name}: codebook entry 0 must be 0, not {codebook[0]}")
-        if not _fits_signed(codebook, params.weight_bits):
+        if not fits_signed(codebook, params.weight_bits):
             raise EiexError(f"{name}: a codebook value does not fit weight_bits = {params.weight_bits}")
         if np.asarray(layer.bias).shape != (codes.shape[0],):
             raise EiexError(f"{name}: {np.asarray(layer.bias).shape} biases for {codes.shape[0]} rows")
-        if not _fits_signed(np.asarray(layer.bias), params.bias_bits):
+        if not fits_signed(np.asarray(layer.bias), params.bias_bits):
             raise EiexError(f"{name}: a bias does not fit bias_bits = {params.bias_bits}")
         if not 0 <= layer.weight_frac < 64:
             raise EiexError(f"{name}: weight_frac must lie in 0..63, not {layer.weight_frac}")

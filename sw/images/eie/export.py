@@ -29,6 +29,7 @@ from eiex.sw.images.eie.image import EieImage, EngineParams
 from eiex.errors import EiexError
 from eiex.sw.npz import read_npz
 from eiex.sw.compress.sharing import share_layer
+from eiex.sw.images.words import fits_signed
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,10 @@ def needed_idx_bits(layers: list[FloatLayer]) -> int:
     return max(1, int(distinct).bit_length())
 
 
-def _signed_fits(x: np.ndarray, bits: int) -> bool:
-    return x.size == 0 or (x.min() >= -(1 << (bits - 1)) and x.max() <= (1 << (bits - 1)) - 1)
-
-
 def choose_weight_frac(codebook: np.ndarray, bias: np.ndarray, act_frac: int, params: EngineParams) -> int:
     """The finest scale at which the codebook fits weight_bits and the biases fit bias_bits."""
     for frac in range(62 - act_frac, -1, -1):
-        if _signed_fits(np.rint(codebook * 2.0**frac), params.weight_bits) and _signed_fits(
+        if fits_signed(np.rint(codebook * 2.0**frac), params.weight_bits) and fits_signed(
             np.rint(bias * 2.0 ** (frac + act_frac)), params.bias_bits
         ):
             return frac

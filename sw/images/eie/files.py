@@ -7,7 +7,6 @@ names exactly what is wrong.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +14,11 @@ from bitarray import bitarray
 
 from eiex.sw.images.eie.image import FORMAT, VERSION, EieImage, EieLayer, EngineParams, PeMemories, unpack_entries
 from eiex.errors import EiexError
-from eiex.sw.images.folder import MANIFEST, file_formats, read_memory, require, write_folder
+from eiex.sw.images.folder import MANIFEST, file_formats, read_manifest, read_memory, require, write_folder
 from eiex.sw.compress.huffman import HuffmanCode
 from eiex.sw.images.eie.sparse import SparseColumns, decode_columns
+from eiex.sw.images.words import to_signed, to_unsigned
 
-
-
-def _unsigned(values, width: int) -> list[int]:
-    mask = (1 << width) - 1
-    return [int(v) & mask for v in np.asarray(values).tolist()]
-
-
-def _signed(words: list[int], width: int) -> np.ndarray:
-    half = 1 << (width - 1)
-    return np.array([w - (1 << width) if w >= half else w for w in words], dtype=np.int64)
 
 
 def _entries(pe: PeMemories, params: EngineParams) -> np.ndarray:
@@ -48,16 +38,16 @@ def memory_words(image: EieImage, huffman: HuffmanCode | None = None) -> list[tu
         spmat = pe.spmat_words(e)
         memories.append(({"name": f"pe{p}.spmat", "kind": "spmat", "pe": p, "width": e.spmat_width}, spmat))
         memories.append(({"name": f"pe{p}.ptr", "kind": "ptr", "pe": p, "width": e.ptr_bits},
-                         _unsigned(pe.ptr, e.ptr_bits) or [0]))
+                         to_unsigned(pe.ptr, e.ptr_bits) or [0]))
         memories.append(({"name": f"pe{p}.bias", "kind": "bias", "pe": p, "width": e.bias_bits},
-                         _unsigned(pe.bias, e.bias_bits) or [0]))
+                         to_unsigned(pe.bias, e.bias_bits) or [0]))
         if huffman is not None:
             entries = _entries(pe, e)
             bits = huffman.encode(entries) if len(entries) else bitarray()
             memories.append(({"name": f"pe{p}.spmat_huff", "kind": "spmat_huff", "pe": p, "width": e.spmat_width,
                               "bits": len(bits), "symbols": len(entries)}, _huffman_words(bits, e.spmat_width)))
     memories.append(({"name": "codebook", "kind": "codebook", "pe": None, "width": e.weight_bits},
-                     _unsigned(image.codebook, e.weight_bits)))
+                     to_unsigned(image.codebook, e.weight_bits)))
     return memories
 
 
@@ -86,18 +76,7 @@ def write_image(image: EieImage, out_dir, formats=("hex",), huffman_max_len: int
 def load_image(folder) -> EieImage:
     """Read and validate an image folder."""
     folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise EiexError(f"{folder} is not an EIE image: {MANIFEST} not found")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EiexError(f"{path}: not valid JSON ({e})") from None
-    require(manifest, ("format", "version", "engine", "layers", "memories"), MANIFEST)
-    if manifest["format"] != FORMAT:
-        raise EiexError(f"{MANIFEST}: format {manifest['format']!r} is not {FORMAT!r}")
-    if manifest["version"] != VERSION:
-        raise EiexError(f"{MANIFEST}: version {manifest['version']!r} is not supported (this eiex reads {VERSION})")
+    manifest = read_manifest(folder, "EIE", FORMAT, VERSION, ("engine", "layers", "memories"))
     try:
         engine = EngineParams(**manifest["engine"])
         layers = [EieLayer(**layer) for layer in manifest["layers"]]
@@ -117,7 +96,7 @@ def load_image(folder) -> EieImage:
     _check_width(entry, engine.weight_bits)
     if len(words) < len(layers) * engine.codebook_size:
         raise EiexError(f"codebook: depth {len(words)} holds fewer than {len(layers)} codebooks")
-    codebook = _signed(words[: len(layers) * engine.codebook_size], engine.weight_bits)
+    codebook = to_signed(words[: len(layers) * engine.codebook_size], engine.weight_bits)
     image = EieImage(engine=engine, layers=layers, pes=pes, codebook=codebook, input=manifest.get("input"),
                      row_order=manifest.get("row_order") or {})
     for l, layer in enumerate(layers):
@@ -174,7 +153,7 @@ def _load_pe(engine: EngineParams, layers: list[EieLayer], memories: dict, p: in
                         f"of pe{p} (the last pointer of the last layer)")
     entries = unpack_entries(s_words, engine, n_entries)
     return PeMemories(v=entries & ((1 << engine.idx_bits) - 1), z=entries >> engine.idx_bits, ptr=ptr,
-                      bias=_signed(b_words[:n_bias], engine.bias_bits))
+                      bias=to_signed(b_words[:n_bias], engine.bias_bits))
 
 
 def _check_rows(image: EieImage, l: int) -> None:

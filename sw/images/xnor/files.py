@@ -7,7 +7,6 @@ layer geometry, padding bits, output scores) and names exactly what is wrong in 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -16,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from eiex.errors import EiexError
-from eiex.sw.images.folder import MANIFEST, file_formats, read_memory, require, write_folder
+from eiex.sw.images.folder import MANIFEST, file_formats, read_manifest, read_memory, require, write_folder
 from eiex.sw.images.xnor.image import (FORMAT, VERSION, XnorImage, XnorLayer, check_geometry, check_layer_chain,
                                 memory_name, pack_thresholds, pack_weights, unpack_thresholds, unpack_weights)
 
@@ -133,18 +132,7 @@ def _load_layer(folder: Path, l: int, row: SimpleNamespace, entries: dict[str, d
 def load_image(folder) -> XnorImage:
     """Read and validate an XNOR image folder."""
     folder = Path(folder)
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise EiexError(f"{folder} is not an XNOR image: {MANIFEST} not found")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EiexError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
-    require(manifest, ("format", "version", "input", "layers", "output", "memories"), MANIFEST)
-    if manifest["format"] != FORMAT:
-        raise EiexError(f"{MANIFEST}: format {manifest['format']!r} is not {FORMAT!r}")
-    if manifest["version"] != VERSION:
-        raise EiexError(f"{MANIFEST}: version {manifest['version']!r} is not supported (this eiex reads {VERSION})")
+    manifest = read_manifest(folder, "XNOR", FORMAT, VERSION, ("input", "layers", "output", "memories"))
     require(manifest["input"], ("kind", "threshold"), f"{MANIFEST}: input")
     if manifest["input"]["kind"] != "binary":
         raise EiexError(f"{MANIFEST}: input kind {manifest['input']['kind']!r} is not supported (this eiex reads 'binary')")

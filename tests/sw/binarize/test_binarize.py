@@ -12,7 +12,8 @@ from eiex.sw.binarize.pipeline import binarize, raw_tensors, run_binarize, train
 from eiex.sw.data import load_dataset
 from eiex.errors import EiexError
 from eiex.sw.npz import read_npz
-from eiex.sw.binarize.thresholds import check_folded, fold_model, run_folded
+from eiex.sw.binarize.thresholds import fold_model, run_folded
+from eiex.sw.images.xnor.export import check_folded
 from eiex.sw.train import TrainConfig, predict, seed_everything
 
 
@@ -165,7 +166,7 @@ def test_short_binarize_run_writes_report_and_npz(tmp_path):
         assert key in report
     assert report["binary_accuracy"] > 0.5 and report["float_accuracy"] > 0.5
     arrays = read_npz(out / "binary.npz")
-    assert check_folded(arrays) == 3
+    assert len(check_folded(arrays)[0]) == 3
     assert sorted(arrays) == ["bias", "input_threshold", "scale", "t0", "t1", "w0", "w1", "w2"]
     # binary_accuracy is the folded integer network's, recomputed here from the file
     test = load_dataset("mnist5k").test

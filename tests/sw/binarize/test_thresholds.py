@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eiex.errors import EiexError
-from eiex.sw.binarize.thresholds import BatchNormParams, check_folded, compile_hidden, compile_output, fold_layers, run_folded
+from eiex.sw.binarize.thresholds import BatchNormParams, compile_hidden, compile_output, fold_layers, run_folded
+from eiex.sw.images.xnor.export import check_folded
 
 
 def float_fires(acc, k, alpha, gamma, beta, mean, var, eps):
@@ -171,7 +172,7 @@ def test_folded_arrays_have_the_contract_keys_and_types():
     assert arrays["scale"].dtype == arrays["bias"].dtype == np.float64
     assert arrays["input_threshold"].shape == () and float(arrays["input_threshold"]) == 128.0
     assert [arrays[f"w{l}"].shape for l in range(3)] == [(12, 30), (9, 12), (4, 9)]
-    assert check_folded(arrays) == 3
+    assert len(check_folded(arrays)[0]) == 3
 
 
 def one_line_error(fn, *args, match):
@@ -200,7 +201,7 @@ def test_malformed_folded_arrays_are_refused():
     broken = {k: v for k, v in arrays.items() if k != "t0"}
     one_line_error(check_folded, broken, match="lacks t0")
     broken = dict(arrays, w1=arrays["w1"][:, :4])
-    one_line_error(check_folded, broken, match="w1 has 4 inputs, layer 0 has 5 outputs")
+    one_line_error(check_folded, broken, match="w1 takes 4 inputs but w0 gives 5")
     broken = dict(arrays, w0=np.zeros_like(arrays["w0"]))
-    one_line_error(check_folded, broken, match="w0 must be a 2-d integer matrix of \\+1/-1")
+    one_line_error(check_folded, broken, match="w0 must hold only \\+1 and -1, found 0 at row 0, column 0")
     one_line_error(run_folded, arrays, np.zeros((2, 7)), match="inputs have 7 values each, the network takes 6")

@@ -8,11 +8,6 @@ from eiex.sw.images.eie.image import EieImage
 from eiex.sw.images.words import to_unsigned
 
 
-def pack(layout, fields: dict) -> int:
-    """The bits of a struct layout's value, as an unsigned int."""
-    return layout.const(fields).as_value().value
-
-
 def layer_rows(image: EieImage, hw: HwParams) -> list[dict]:
     """The layer table: one dict per layer, ``last`` set on the final one."""
     rows = []
@@ -60,5 +55,5 @@ def load_writes(image: EieImage, hw: HwParams, skip_zero: bool = False) -> list[
     put(MemSel.CODEBOOK, 0, contents["pes"][0]["codebook"])
     lay = layer_layout(hw)
     for l, row in enumerate(contents["layers"]):
-        writes.append({"sel": MemSel.LAYER.value, "pe": 0, "addr": l, "data": pack(lay, row)})
+        writes.append({"sel": MemSel.LAYER.value, "pe": 0, "addr": l, "data": lay.const(row).as_value().value})
     return writes

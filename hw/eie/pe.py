@@ -146,7 +146,7 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         hw, e = self.hw, self.hw.engine
         m = Module()
-        init, ld, lay = self.init, self.load, self.layer
+        init, ld = self.init, self.load
 
         # the image's memories: written by the load interface only, read without collision logic
         spmat = m.submodules.spmat = Memory(shape=e.spmat_width, depth=hw.spmat_depth, init=init.get("spmat", []),

@@ -194,10 +194,13 @@ class BankedBuffer(wiring.Component):
     r : In(consumer_signature(geometry))
     """
 
-    def __init__(self, geometry: BufferGeometry):
+    def __new__(cls, geometry, *, src_loc_at=0):
+        # checked before the object exists, so a refused one is no unused hardware
         if not isinstance(geometry, BufferGeometry):
-            self._MustUse__used = True  # a rejected object is no forgotten hardware
             raise EiexError(f"geometry must be a BufferGeometry, not {type(geometry).__name__}")
+        return super().__new__(cls, src_loc_at=1 + src_loc_at)
+
+    def __init__(self, geometry: BufferGeometry):
         self.g = geometry
         super().__init__({"w": In(producer_signature(geometry.write_width)), "r": In(consumer_signature(geometry))})
 

@@ -36,6 +36,21 @@ def load_layout(layers: list[LayerGeometry]) -> data.StructLayout:
     })
 
 
+def _check_layers(layers, init) -> None:
+    if not layers:
+        raise EiexError("an XNOR engine needs at least one layer")
+    for l, g in enumerate(layers):
+        if not isinstance(g, LayerGeometry):
+            raise EiexError(f"layer {l} must be a LayerGeometry, not {type(g).__name__}")
+        if g.output != (l == len(layers) - 1):
+            raise EiexError(f"layer {l}: only the last layer is the output layer")
+        if l and g.in_features != layers[l - 1].out_features:
+            raise EiexError(f"layer {l} takes {g.in_features} inputs but layer {l - 1} gives "
+                            f"{layers[l - 1].out_features}")
+    if init is not None and len(init) != len(layers):
+        raise EiexError(f"init holds {len(init)} layers, the engine has {len(layers)}")
+
+
 class XnorEngine(wiring.Component):
     """Binarized MLP engine.
 
@@ -55,23 +70,12 @@ class XnorEngine(wiring.Component):
         Nothing in flight: loads are accepted.
     """
 
+    def __new__(cls, layers, init=None, *, src_loc_at=0):
+        # checked before the object exists, so a refused engine is no unused hardware
+        _check_layers(layers, init)
+        return super().__new__(cls, src_loc_at=1 + src_loc_at)
+
     def __init__(self, layers: list[LayerGeometry], init: list[dict] | None = None):
-        try:
-            if not layers:
-                raise EiexError("an XNOR engine needs at least one layer")
-            for l, g in enumerate(layers):
-                if not isinstance(g, LayerGeometry):
-                    raise EiexError(f"layer {l} must be a LayerGeometry, not {type(g).__name__}")
-                if g.output != (l == len(layers) - 1):
-                    raise EiexError(f"layer {l}: only the last layer is the output layer")
-                if l and g.in_features != layers[l - 1].out_features:
-                    raise EiexError(f"layer {l} takes {g.in_features} inputs but layer {l - 1} gives "
-                                    f"{layers[l - 1].out_features}")
-            if init is not None and len(init) != len(layers):
-                raise EiexError(f"init holds {len(init)} layers, the engine has {len(layers)}")
-        except EiexError:
-            self._MustUse__used = True  # a rejected object is no forgotten hardware
-            raise
         self.layers = list(layers)
         self.init = init
         last = layers[-1]
@@ -85,7 +89,7 @@ class XnorEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         layers = self.layers
-        first, last = layers[0], layers[-1]
+        first = layers[0]
         geometries = buffer_geometries(layers)
         buffers = [BankedBuffer(bg) for bg in geometries]
         for i, buf in enumerate(buffers):

@@ -93,6 +93,17 @@ class LayerGeometry:
         return self.score_bits if self.output else 1
 
 
+def _mvtu_source(geometry, source):
+    """The MVTU's source buffer geometry (a default one for ``None``), or an EiexError."""
+    if not isinstance(geometry, LayerGeometry):
+        raise EiexError(f"geometry must be a LayerGeometry, not {type(geometry).__name__}")
+    source = source or BufferGeometry(geometry.sf, geometry.simd, geometry.simd, geometry.sf)
+    if (source.read_width, source.reads) != (geometry.simd, geometry.sf):
+        raise EiexError(f"the source buffer gives {source.reads} slices of {source.read_width} "
+                        f"bits, the layer reads {geometry.sf} of {geometry.simd}")
+    return source
+
+
 class Mvtu(wiring.Component):
     """One layer's matrix-vector-threshold unit.
 
@@ -118,18 +129,16 @@ class Mvtu(wiring.Component):
         Cycles from a fold's last issue to its write into ``dst``.
     """
 
+    def __new__(cls, geometry, source=None, init=None, *, src_loc_at=0):
+        # the arguments are checked before the object exists, so a refused one is no unused hardware
+        _mvtu_source(geometry, source)
+        return super().__new__(cls, src_loc_at=1 + src_loc_at)
+
     def __init__(self, geometry: LayerGeometry, source: BufferGeometry | None = None, init: dict | None = None):
-        self._MustUse__used = True  # until elaboration is possible: a rejected object is no forgotten hardware
-        if not isinstance(geometry, LayerGeometry):
-            raise EiexError(f"geometry must be a LayerGeometry, not {type(geometry).__name__}")
         self.g = g = geometry
-        self.source = source or BufferGeometry(g.sf, g.simd, g.simd, g.sf)
-        if (self.source.read_width, self.source.reads) != (g.simd, g.sf):
-            raise EiexError(f"the source buffer gives {self.source.reads} slices of {self.source.read_width} "
-                            f"bits, the layer reads {g.sf} of {g.simd}")
+        self.source = _mvtu_source(geometry, source)
         self.init = init
         self.latency = mvtu_latency(g)
-        self._MustUse__used = False
         super().__init__({
             "src": Out(consumer_signature(self.source)),
             "dst": Out(producer_signature(g.pe * g.result_bits)),

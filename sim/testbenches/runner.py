@@ -92,9 +92,7 @@ class Design:
 
 def pack_payloads(layout, fields: list[dict]) -> list[int]:
     """Struct payloads (dicts of field values) as the integers of Amaranth layout ``layout``."""
-    from eiex.hw.eie.memory_map import pack
-
-    return [pack(layout, f) for f in fields]
+    return [layout.const(f).as_value().value for f in fields]
 
 
 def design_for(spec, image, inputs, queue_depth: int, preload: bool) -> tuple[Design, np.ndarray]:

@@ -13,14 +13,10 @@ from factories import P, brute_force, random_eie_image, random_inputs, random_xn
 import eiex.sim.testbenches.runner as runner
 from eiex.hw.eie import golden as eie_golden
 from eiex.hw.eie.cycles import engine_cycles
-from eiex.hw.eie.engine import load_layout as eie_load_layout
-from eiex.hw.eie.memory_map import load_writes as eie_load_writes
 from eiex.hw.eie.params import HwParams
 from eiex.sim.pysim.eie import simulate as eie_amaranth
 from eiex.hw.xnor.cycles import pipeline_cycles
-from eiex.hw.xnor.engine import load_layout as xnor_load_layout
 from eiex.hw.xnor.memory_map import engine_for
-from eiex.hw.xnor.memory_map import load_writes as xnor_load_writes
 from eiex.sim.pysim.xnor import simulate as xnor_amaranth
 from eiex.sim.tools.lint import have_verilator
 from eiex.sim import simulate as simulation
@@ -110,15 +106,6 @@ def test_xnor_verilog_equals_golden_and_amaranth(simulator, name, in_valid, out_
         assert stats["cycles"] == model["cycles"] and stats["intervals"] == model["intervals"]
     assert [s["cycles"] for s in stats["samples"]] == stats["cycles"]
     json.dumps(stats)
-
-
-def test_load_payloads_are_the_amaranth_layouts():
-    eie_image, _ = eie_case()
-    hw = HwParams.for_image(eie_image)
-    xnor_image, _ = xnor_case()
-    for layout, writes in ((eie_load_layout(hw), eie_load_writes(eie_image, hw)),
-                           (xnor_load_layout(engine_for(xnor_image)), xnor_load_writes(xnor_image))):
-        assert runner.pack_payloads(layout, writes) == [layout.const(w).as_value().value for w in writes]
 
 
 def cache_simulator():

@@ -1,0 +1,71 @@
+"""``eiex bench``: the measurements (``docs/benchmarks.md``), all of them or one by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eiex.cli.common import Parser, add_output, log
+from eiex.errors import EiexError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="measurements: eiex bench [--quick] [--json FILE], or one bench by name")
+    p.add_argument("--quick", action="store_true", help="the short run (within 5 minutes): no full sweeps")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--model", type=Path, help="an eiex compress --model lenet300 output folder (default: compress one)")
+    add_output(p, required=False, default=Path("out/bench"))
+    p.set_defaults(func=run)
+    benches = p.add_subparsers(dest="bench", required=False, parser_class=Parser)
+    p = benches.add_parser("eie-balance", help="EIE load efficiency vs queue depth and PE count (paper Fig. 11, 13)")
+    p.add_argument("--model", type=Path, required=True, help="an eiex compress output folder (an MLP)")
+    p.add_argument("--samples", type=int, default=20, help="held-out digits to average over (default 20)")
+    p.add_argument("--rtl-samples", type=int, default=2,
+                   help="digits also run on the RTL to check the cycle model, per row order (default 2)")
+    add_output(p)
+    p.set_defaults(func=run_eie_balance)
+
+
+def run(args) -> int:
+    """The whole bench: fc6-scale compression, EIE sweeps, XNOR intervals, simulator speeds, resources."""
+    import json
+
+    from eiex.flows.bench import run_full_bench
+    from eiex.sim.benchmarks.suite import HEADLINE_KEYS
+    from eiex.sw.atomic import atomic_write
+
+    result = run_full_bench(args.out, quick=args.quick, model=args.model, force=args.force, log=log)
+    if args.json is not None:
+        atomic_write(args.json, (json.dumps(result, indent=2) + "\n").encode())
+    width = max(len(k) for k in HEADLINE_KEYS)
+    for key in HEADLINE_KEYS:
+        value = result[key]
+        if value is None:
+            value = "not measured (place and route runs in the full bench only)"
+        print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    print(f"plots and bench.json in {args.out}/")
+    return 0
+
+
+def run_eie_balance(args) -> int:
+    from eiex.sim.benchmarks.eie_balance import balance_curves, write_curves
+    from eiex.sw.atomic import atomic_output_dir, check_output_dir
+
+    check_output_dir(args.out, args.force)
+    if not 1 <= args.samples <= 1000:
+        raise EiexError(f"--samples must be between 1 and the 1,000 held-out digits, not {args.samples}")
+    if not 0 <= args.rtl_samples <= args.samples:
+        raise EiexError(f"--rtl-samples must be between 0 and --samples ({args.samples}), not {args.rtl_samples}")
+    result = balance_curves(args.model, samples=args.samples, rtl_samples=args.rtl_samples)
+    with atomic_output_dir(args.out, args.force) as folder:
+        write_curves(result, folder)
+    for row in result["rows"]:
+        print(f"{row['sweep']:<12} pes {row['pes']:>3}  depth {row['queue_depth']:>3}  "
+              f"{'permuted' if row['balance'] else 'interleaved':<11}  efficiency {row['efficiency']:.1%}  "
+              f"compute/ideal {row['compute_over_ideal']:.3f} "
+              f"({row['beyond_latency_over_ideal']:.3f} beyond the {row['latency']}-cycle latency)  "
+              f"cycles {row['compute_cycles']:.0f}")
+    if result["rtl_checks"]:
+        print(f"RTL spot check: {len(result['rtl_checks'])} runs on the Amaranth simulator, compute_cycles "
+              "equal to the cycle model's")
+    print(f"curves in {args.out}/balance.png, data in balance.csv and balance.json")
+    return 0

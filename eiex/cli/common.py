@@ -1,0 +1,202 @@
+"""What the commands share: the one-line argument parser, option types and groups, and the engine
+sizing options of ``verilog``, ``build`` and ``synth``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from eiex.errors import EiexError
+from eiex.sw.images.memfiles import FORMATS
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def engine_subparsers(p):
+    """``eie`` and ``xnor`` (the engines) under a command."""
+    return p.add_subparsers(dest="engine", required=True, parser_class=Parser)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---- option types ------------------------------------------------------------------------------
+
+def seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seed must be an integer from 0 to 2**32 - 1, not {text!r}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """A comma list of positive integers, one per layer: ``16,16,2``."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, not {text!r}")
+    return values
+
+
+def formats(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown format(s) {', '.join(unknown) or text!r}; choose from {','.join(FORMATS)}")
+    return names
+
+
+def targets(text: str) -> tuple[str, ...]:
+    from eiex.sim.tools.synth import TARGETS
+
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not names or any(t not in TARGETS for t in names):
+        raise argparse.ArgumentTypeError(f"targets must be a comma list of {','.join(TARGETS)}, not {text!r}")
+    return names
+
+
+def read_inputs(path: Path):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise EiexError(f"input file {path} not found") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise EiexError(f"cannot read {path} as a .npy array: {e}") from None
+
+
+# ---- option groups -----------------------------------------------------------------------------
+
+def add_output(p, what: str = "output folder", *, required: bool = True, default: Path | None = None) -> None:
+    """``--out`` (written atomically) and ``--force`` (replace an existing one)."""
+    if required:
+        p.add_argument("--out", type=Path, required=True, help=f"{what} (written atomically)")
+    else:
+        p.add_argument("--out", type=Path, default=default, help=f"{what} (default {default})")
+    p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
+
+
+def add_seed(p) -> None:
+    p.add_argument("--seed", type=seed, default=0)
+
+
+def add_queue_depth(p, prefix: str = "") -> None:
+    p.add_argument("--queue-depth", type=int, default=8,
+                   help=f"{prefix}activation queue entries per PE, at least 2 (default 8)")
+
+
+ENGINE_PARAMS = (("idx-bits", "weight index width"), ("rel-bits", "relative row index width"),
+                 ("act-bits", "activation width"), ("act-frac", "activation fraction bits"),
+                 ("weight-bits", "codebook value width"), ("bias-bits", "bias width"),
+                 ("ptr-bits", "column pointer width"), ("entries-per-word", "sparse entries per word"))
+
+
+def add_engine_params(p) -> None:
+    """EIE's image parameters (eie-image.md section 2)."""
+    for name, help_text in ENGINE_PARAMS:
+        p.add_argument(f"--{name}", type=int, help=help_text)
+
+
+def engine_overrides(args) -> dict:
+    names = [name.replace("-", "_") for name, _ in ENGINE_PARAMS]
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def add_folding(p) -> None:
+    p.add_argument("--pe", type=int_list, help="PEs (rows in parallel) per layer, e.g. 16,16,2")
+    p.add_argument("--simd", type=int_list, help="SIMD lanes (columns in parallel) per layer, e.g. 49,32,32")
+    p.add_argument("--target-interval", type=int, help="cycles per image (max NF*SF) to fold for with the "
+                   "fewest lanes (default: what 64 lanes give the largest layer)")
+
+
+def add_eie_engine(p) -> None:
+    """The EIE engine's sizing options: an image, or the engine parameters."""
+    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
+    p.add_argument("--pes", type=int, default=8, help="processing elements, without --images (default 8)")
+    add_engine_params(p)
+    for name, default in (("max-width", 1024), ("max-layers", 4), ("spmat-depth", 4096), ("ptr-depth", 2048),
+                          ("bias-depth", 512)):
+        p.add_argument(f"--{name}", type=int, default=default, help=f"without --images (default {default})")
+    add_queue_depth(p)
+    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+
+
+def add_xnor_engine(p) -> None:
+    """The XNOR engine's sizing options: an image, or layer sizes and a folding."""
+    p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
+    p.add_argument("--layers", type=int_list, help="without --images: layer sizes, inputs first (784,512,512,10)")
+    add_folding(p)
+    p.add_argument("--thr-bits", type=int_list, help="with --layers: threshold width per hidden layer "
+                   "(default: enough for any threshold 0 .. K+1)")
+    p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
+
+
+#: the sizing options of each engine, for the commands that build one
+ENGINE_OPTIONS = {"eie": ("the EIE sparse engine", add_eie_engine), "xnor": ("the XNOR binary engine", add_xnor_engine)}
+
+
+# ---- engines from the options ------------------------------------------------------------------
+
+def describe_folding(layers) -> str:
+    lanes = sum(layer.pe * layer.simd for layer in layers)
+    return (", ".join(f"{layer.in_features}->{layer.out_features} pe {layer.pe} simd {layer.simd} "
+                      f"(NF*SF {-(-layer.out_features // layer.pe) * -(-layer.in_features // layer.simd)})"
+                      for layer in layers) + f"; {lanes} lanes")
+
+
+def describe_eie(hw, init) -> str:
+    return (f"EIE engine, {hw.n_pe} PEs, queue depth {hw.queue_depth}, layers up to {hw.max_width} wide, "
+            f"{hw.max_layers} layers{', memories initialized from the image' if init else ''}")
+
+
+def xnor_engine(args):
+    """(image or None, layer geometry, memory init or None) from ``--images`` (``--preload``: its
+    memory contents) or from ``--layers`` and the folding options."""
+    from eiex.hw.xnor.memory_map import engine_for, engine_for_sizes, memory_contents
+
+    if (args.images is None) == (args.layers is None):
+        raise EiexError("give either --images or --layers (engine parameters)")
+    preload = getattr(args, "preload", False)
+    if args.images is None:
+        if preload:
+            raise EiexError("--preload needs --images: the memories are initialized from an image")
+        return None, engine_for_sizes(args.layers, args.pe, args.simd, args.target_interval, args.thr_bits), None
+    from eiex.sw.images.xnor.files import load_image
+
+    if args.pe or args.simd or args.target_interval or args.thr_bits:
+        raise EiexError("--pe, --simd, --target-interval and --thr-bits go with --layers; an image fixes them")
+    image = load_image(args.images)
+    return image, engine_for(image), memory_contents(image) if preload else None
+
+
+def eie_engine(args):
+    """(image or None, HwParams, memory init or None) from ``--images`` or the engine parameters."""
+    from eiex.hw.eie.memory_map import memory_contents
+    from eiex.hw.eie.params import HwParams
+    from eiex.sw.images.eie.image import EngineParams
+
+    if args.images is not None:
+        from eiex.sw.images.eie.files import load_image
+
+        image = load_image(args.images)
+        hw = HwParams.for_image(image, queue_depth=args.queue_depth)
+        return image, hw, memory_contents(image, hw) if args.preload else None
+    if args.preload:
+        raise EiexError("--preload needs --images: the memories are initialized from an image")
+    engine = EngineParams(n_pe=args.pes, **engine_overrides(args))
+    hw = HwParams(engine=engine, queue_depth=args.queue_depth, max_width=args.max_width,
+                  max_layers=args.max_layers, spmat_depth=args.spmat_depth, ptr_depth=args.ptr_depth,
+                  bias_depth=args.bias_depth)
+    return None, hw, None

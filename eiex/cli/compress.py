@@ -1,0 +1,36 @@
+"""``eiex compress``: Deep Compression of a built-in model on a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eiex.cli.common import add_output, add_seed, log
+from eiex.sw.data import DATASETS
+from eiex.sw.models import MODELS
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compress", help="Deep Compression: prune, share weights, Huffman-code")
+    p.add_argument("--model", required=True, choices=sorted(MODELS))
+    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
+    p.add_argument("--data-dir", type=Path, help="folder of the MNIST IDX files (--dataset mnist)")
+    p.add_argument("--recipe", type=Path, help="TOML file overriding the built-in recipe")
+    p.add_argument("--weights", type=Path, help="npz of trained dense weights (w0, b0, ...): skip dense training")
+    add_seed(p)
+    add_output(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from eiex.sw.compress.pipeline import run_compress
+
+    result = run_compress(
+        args.out, force=args.force, model_name=args.model, dataset_name=args.dataset,
+        data_dir=args.data_dir, recipe_path=args.recipe, seed=args.seed, dense_weights=args.weights,
+        log=log,
+    )
+    r = result.report
+    print(f"{args.model}: dense {r['dense_accuracy']:.2%}, compressed {r['compressed_accuracy']:.2%}, "
+          f"{r['compression_ratio']:.1f}x ({r['dense_bytes']:,} -> {r['compressed_bytes']:,} bytes); "
+          f"wrote {args.out}")
+    return 0

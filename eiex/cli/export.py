@@ -1,0 +1,78 @@
+"""``eiex export eie|xnor``: a trained model's memory images (eie-image.md, xnor-image.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eiex.cli.common import add_engine_params, add_folding, add_output, describe_folding, engine_overrides, \
+    engine_subparsers, formats
+
+FORMATS_HELP = "comma list of hex,bin,coe,mif,ihex (hex always)"
+
+
+def add_parser(sub) -> None:
+    engines = engine_subparsers(sub.add_parser("export", help="write memory images for an accelerator"))
+    p = engines.add_parser("eie", help="EIE sparse engine image (shared/spec/eie-image.md)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="an eiex compress output folder")
+    source.add_argument("--npz", type=Path, help="weights w0, b0, w1, b1, ... (optional boolean relu)")
+    p.add_argument("--pes", type=int, default=8, help="processing elements (default 8)")
+    p.add_argument("--formats", type=formats, default=("hex",), help=FORMATS_HELP)
+    p.add_argument("--huffman", type=int, nargs="?", const=16, default=None, metavar="MAX_LEN",
+                   help="also write Huffman-coded entry streams (longest code, default 16)")
+    p.add_argument("--balance", action="store_true", help="reorder hidden rows so PEs get equal work")
+    add_engine_params(p)  # unset: idx_bits from the distinct values, act_frac calibrated, ptr_bits as needed
+    add_output(p, "image folder")
+    p.set_defaults(func=run_eie)
+
+    p = engines.add_parser("xnor", help="XNOR binary engine image (shared/spec/xnor-image.md)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="an eiex binarize output folder")
+    source.add_argument("--npz", type=Path, help="folded arrays w0, w1, ..., t0, ..., scale, bias, input_threshold")
+    add_folding(p)
+    p.add_argument("--formats", type=formats, default=("hex",), help=FORMATS_HELP)
+    add_output(p, "image folder")
+    p.set_defaults(func=run_xnor)
+
+
+def run_eie(args) -> int:
+    from eiex.sw.atomic import check_output_dir
+    from eiex.sw.images.eie.export import engine_for, export_model, export_model_folder, layers_from_npz
+    from eiex.sw.images.eie.files import write_image
+    from eiex.sw.npz import read_npz
+
+    check_output_dir(args.out, args.force)
+    overrides = engine_overrides(args)
+    if args.model is not None:
+        image = export_model_folder(args.model, args.pes, balance=args.balance, **overrides)
+    else:
+        layers = layers_from_npz(read_npz(args.npz), str(args.npz))
+        image, _ = export_model(layers, engine_for(layers, args.pes, **overrides), input_norm=None, calibration=None,
+                                balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
+                                search_act_frac=args.act_frac is None)
+    write_image(image, args.out, formats=args.formats, huffman_max_len=args.huffman, force=args.force)
+    e = image.engine
+    print(f"EIE image for {e.n_pe} PEs in {args.out}: act_frac {e.act_frac}, weight_frac "
+          f"{', '.join(str(l.weight_frac) for l in image.layers)}, idx_bits {e.idx_bits}, rel_bits {e.rel_bits}, "
+          f"{sum(len(pe.v) for pe in image.pes):,} entries; formats {','.join(args.formats)}"
+          f"{', Huffman-coded streams' if args.huffman else ''}{', rows load-balanced' if args.balance else ''}")
+    return 0
+
+
+def run_xnor(args) -> int:
+    from eiex.hw.xnor.golden import ideal_interval
+    from eiex.sw.atomic import check_output_dir
+    from eiex.sw.images.xnor.export import image_from_folded, read_binarized_folder
+    from eiex.sw.images.xnor.files import write_image
+    from eiex.sw.npz import read_npz
+
+    check_output_dir(args.out, args.force)
+    if args.model is not None:
+        arrays, source = read_binarized_folder(args.model)
+    else:
+        arrays, source = read_npz(args.npz), str(args.npz)
+    image = image_from_folded(arrays, pe=args.pe, simd=args.simd, target_interval=args.target_interval, source=source)
+    write_image(image, args.out, formats=args.formats, force=args.force)
+    print(f"XNOR image in {args.out}: {describe_folding(image.layers)}; ideal interval {ideal_interval(image)} "
+          f"cycles per image; formats {','.join(args.formats)}")
+    return 0

@@ -3,7 +3,7 @@
 Load efficiency is ``ideal_cycles / compute_cycles`` (spec section 10 over what the engine takes),
 averaged over held-out digits, as the activation queue deepens (at a fixed PE count) and as the PE
 count grows (at a fixed queue depth), with and without the load-balancing row permutation. The
-cycle model is exact against the RTL (tests/test_eie_rtl.py checks it, and every run of the curves
+cycle model is exact against the RTL (tests/hw/eie/test_eie_rtl.py checks it, and every run of the curves
 simulates a few digits on the RTL and compares), so the curves are the RTL's.
 """
 

@@ -131,7 +131,7 @@ IMAGES = {"eie": eie_image, "xnor": xnor_image}
 
 
 # XNOR only: an EIE link top takes about 70 s to build for Verilator. EIE through the link is
-# tested byte for byte in Amaranth's simulator (tests/test_link.py) and on Verilator by `make demo`.
+# tested byte for byte in Amaranth's simulator (tests/hw/link/test_link.py) and on Verilator by `make demo`.
 @pytest.fixture(scope="module", params=["xnor"])
 def device(request, cache):
     kind = request.param

@@ -138,7 +138,7 @@ def _eie_component(hw, init=None):
 def _eie_throughput(image, hw, inputs=None):
     from eiex.sim.benchmarks.throughput import eie_cycles
 
-    return eie_cycles(image, hw, inputs)
+    return None if image is None else eie_cycles(image, hw, inputs)  # the work depends on the image
 
 
 def _eie_amaranth(image, x, *, queue_depth=8, timing=None, **options):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import ENGINE_OPTIONS, add_output, describe_eie, describe_folding, eie_engine, \
-    engine_subparsers, log, read_inputs, xnor_engine
+from eiex.cli.common import ENGINE_OPTIONS, add_output, engine_subparsers, log, read_inputs
 from eiex.errors import EiexError
+from eiex.sim.engines import get_engine
 
 
 def add_parser(sub) -> None:
@@ -17,9 +17,9 @@ def add_parser(sub) -> None:
 
     engines = engine_subparsers(sub.add_parser(
         "build", help="synthesize, place and route an engine for an FPGA part or a board (Yosys, nextpnr)"))
-    for name, (help_text, add_engine) in ENGINE_OPTIONS.items():
-        p = engines.add_parser(name, help=help_text)
-        add_engine(p)
+    for name, options in ENGINE_OPTIONS.items():
+        p = engines.add_parser(name, help=options.help)
+        options.add(p)
         if name == "eie":
             p.add_argument("--input", type=Path, help="X.npy of engine-format inputs for the throughput "
                            "(default: 100 held-out MNIST-5k digits for a 784-input image)")
@@ -54,28 +54,12 @@ def run(args) -> int:
     check_output_dir(args.out, args.force)
     if args.freq is not None and not args.freq > 0:
         raise EiexError(f"--freq must be a positive number of MHz, not {args.freq}")
-    if args.engine == "eie":
-        from eiex.hw.eie.engine import EieEngine
-        from eiex.sim.benchmarks.throughput import eie_cycles
-
-        image, hw, init = eie_engine(args)
-        engine = EieEngine(hw, init=init)
-        inputs = None if args.input is None else read_inputs(args.input)
-        cycles = eie_cycles(image, hw, inputs) if image is not None else None
-        what = describe_eie(hw, init)
-        params = {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
-                  "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
-                  "bias_depth": hw.bias_depth}
-    else:
-        from eiex.hw.xnor.engine import XnorEngine
-        from eiex.sim.benchmarks.throughput import xnor_cycles
-
-        _, layers, init = xnor_engine(args)
-        engine = XnorEngine(layers, init=init)
-        cycles = xnor_cycles(layers)
-        what = f"XNOR engine, {describe_folding(layers)}"
-        params = {"engine": "xnor", "layers": [vars(g) for g in layers],
-                  "lanes": sum(g.pe * g.simd for g in layers)}
+    options, spec = ENGINE_OPTIONS[args.engine], get_engine(args.engine)
+    image, hw, init = options.from_args(args)
+    engine = spec.component(hw, init)
+    inputs = read_inputs(args.input) if getattr(args, "input", None) is not None else None
+    cycles = spec.throughput(image, hw, inputs)
+    what, params = options.describe(hw, init), options.params(hw)
     if args.images is not None:
         params["images"] = str(args.images)
     params["preload"] = bool(init)
@@ -110,37 +94,18 @@ def _build_board(args) -> int:
         raise EiexError("--board needs --images: the link is built around the engine an image sizes")
     baud = args.baud or board.baud
     check_output_dir(args.out, args.force)
-    if args.engine == "eie":
-        from eiex.hw.eie.params import HwParams
-        from eiex.sim.benchmarks.throughput import eie_cycles
-        from eiex.sw.images.eie.files import load_image
-
-        image = load_image(args.images)
-        hw = HwParams.for_image(image, queue_depth=args.queue_depth)
-        inputs = None if args.input is None else read_inputs(args.input)
-        cycles = eie_cycles(image, hw, inputs)
-        what = describe_eie(hw, args.preload)
-        params = {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
-                  "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
-                  "bias_depth": hw.bias_depth}
-        link = link_for("eie", image, clock_hz=clock_hz, baud=baud, preload=args.preload,
-                        queue_depth=args.queue_depth, max_payload=board.max_payload)
-    else:
-        from eiex.hw.xnor.memory_map import engine_for
-        from eiex.sim.benchmarks.throughput import xnor_cycles
-        from eiex.sw.images.xnor.files import load_image
-
-        if args.layers is not None or args.pe or args.simd or args.target_interval or args.thr_bits:
-            raise EiexError("--layers, --pe, --simd, --target-interval and --thr-bits go with --part; "
-                            "with --board the image fixes the engine")
-        image = load_image(args.images)
-        layers = engine_for(image)
-        cycles = xnor_cycles(layers)
-        what = f"XNOR engine, {describe_folding(layers)}"
-        params = {"engine": "xnor", "layers": [vars(g) for g in layers],
-                  "lanes": sum(g.pe * g.simd for g in layers)}
-        link = link_for("xnor", image, clock_hz=clock_hz, baud=baud, preload=args.preload,
-                        max_payload=board.max_payload)
+    if any(getattr(args, name, None) for name in ("layers", "pe", "simd", "target_interval", "thr_bits")):
+        raise EiexError("--layers, --pe, --simd, --target-interval and --thr-bits go with --part; "
+                        "with --board the image fixes the engine")
+    options, spec = ENGINE_OPTIONS[args.engine], get_engine(args.engine)
+    image = spec.load_image(args.images)
+    queue_depth = getattr(args, "queue_depth", 8)
+    hw = spec.hardware(image, queue_depth)
+    inputs = read_inputs(args.input) if getattr(args, "input", None) is not None else None
+    cycles = spec.throughput(image, hw, inputs)
+    what, params = options.describe(hw, args.preload), options.params(hw)
+    link = link_for(spec.name, image, clock_hz=clock_hz, baud=baud, preload=args.preload, queue_depth=queue_depth,
+                    max_payload=board.max_payload)
     params.update(images=str(args.images), preload=bool(args.preload))
     log(f"building the {what} behind the host link for the {board.title} ({board.chip}); this takes minutes")
     report = run_board_build(link, board, args.out, seed=args.seed, description=params, cycles=cycles,

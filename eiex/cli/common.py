@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from eiex.errors import EiexError
 from eiex.sw.images.memfiles import FORMATS
@@ -143,10 +145,6 @@ def add_xnor_engine(p) -> None:
     p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
 
 
-#: the sizing options of each engine, for the commands that build one
-ENGINE_OPTIONS = {"eie": ("the EIE sparse engine", add_eie_engine), "xnor": ("the XNOR binary engine", add_xnor_engine)}
-
-
 # ---- engines from the options ------------------------------------------------------------------
 
 def describe_folding(layers) -> str:
@@ -200,3 +198,32 @@ def eie_engine(args):
                   max_layers=args.max_layers, spmat_depth=args.spmat_depth, ptr_depth=args.ptr_depth,
                   bias_depth=args.bias_depth)
     return None, hw, None
+
+
+def eie_params(hw) -> dict:
+    return {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
+            "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
+            "bias_depth": hw.bias_depth}
+
+
+def xnor_params(layers) -> dict:
+    return {"engine": "xnor", "layers": [vars(g) for g in layers], "lanes": sum(g.pe * g.simd for g in layers)}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the commands that size an engine (verilog, build, synth) read it from their options."""
+
+    help: str
+    add: Callable  # add_*_engine: the sizing options
+    from_args: Callable  # args -> (image or None, elaboration parameters, memory init or None)
+    describe: Callable  # (parameters, init) -> one line
+    params: Callable  # parameters -> the build report's description
+
+
+ENGINE_OPTIONS = {
+    "eie": EngineOptions("the EIE sparse engine", add_eie_engine, eie_engine, describe_eie, eie_params),
+    "xnor": EngineOptions("the XNOR binary engine", add_xnor_engine, xnor_engine,
+                          lambda layers, init: f"XNOR engine, {describe_folding(layers)}"
+                          f"{', memories initialized from the image' if init else ''}", xnor_params),
+}

@@ -43,11 +43,9 @@ def run(args) -> int:
     from eiex.flows.run import check_inputs, run_over_link, simulated_link, summary_line
     from eiex.sw.atomic import atomic_write
 
-    if args.engine == "eie":
-        from eiex.sw.images.eie.files import load_image
-    else:
-        from eiex.sw.images.xnor.files import load_image
-    image = load_image(args.images)
+    from eiex.sim.engines import get_engine
+
+    image = get_engine(args.engine).load_image(args.images)
     inputs = check_inputs(args.engine, image, read_inputs(args.input))
     labels = None if args.labels is None else read_inputs(args.labels)
     if args.port is not None:

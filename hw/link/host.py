@@ -42,6 +42,31 @@ def _nbytes(bits: int) -> int:
     return (bits + 7) // 8
 
 
+def _link_sizes(port, divisor, timeout_cycles, max_payload) -> SimpleNamespace:
+    """The link's checked arguments and the byte counts they give; :class:`EiexError` for any that does not fit."""
+    if not isinstance(port, EnginePort):
+        raise EiexError(f"port must be an EnginePort, not {type(port).__name__}")
+    divisor = check_divisor(divisor)
+    if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) or timeout_cycles < 1:
+        raise EiexError(f"timeout_cycles must be a positive integer, not {timeout_cycles!r}")
+    engine = port.engine
+    n = SimpleNamespace(divisor=divisor, max_payload=max_payload,
+                        load_word_bytes=_nbytes(len(engine.load.payload.as_value())),
+                        in_beat_bytes=_nbytes(len(engine.input.payload)),
+                        out_beat_bytes=_nbytes(len(engine.output.payload)))
+    n.in_sample_bytes = port.in_beats * n.in_beat_bytes
+    n.out_sample_bytes = port.out_beats * n.out_beat_bytes
+    if not HASH_BYTES + n.in_sample_bytes <= max_payload < 1 << 16:
+        raise EiexError(f"max_payload must hold one sample ({HASH_BYTES + n.in_sample_bytes} bytes) and be "
+                        f"below 65,536, not {max_payload}")
+    n.max_samples = (max_payload - HASH_BYTES) // n.in_sample_bytes
+    n.result_bytes = n.max_samples * n.out_sample_bytes
+    if n.result_bytes >= 1 << 16:
+        raise EiexError(f"{n.max_samples} samples of {n.out_sample_bytes} result bytes exceed a reply; "
+                        "choose a smaller max_payload")
+    return n
+
+
 class HostLink(wiring.Component):
     """An engine driven over a UART.
 
@@ -66,29 +91,20 @@ class HostLink(wiring.Component):
         toggled by every request frame.
     """
 
+    def __new__(cls, port, *, clock_hz, divisor, timeout_cycles, max_payload=4096, src_loc_at=0):
+        # checked before the object exists, so a refused link is no unused hardware
+        _link_sizes(port, divisor, timeout_cycles, max_payload)
+        return super().__new__(cls, src_loc_at=1 + src_loc_at)
+
     def __init__(self, port: EnginePort, *, clock_hz: int, divisor: int, timeout_cycles: int,
                  max_payload: int = 4096):
-        if not isinstance(port, EnginePort):
-            raise EiexError(f"port must be an EnginePort, not {type(port).__name__}")
-        self.divisor = check_divisor(divisor)
-        if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) or timeout_cycles < 1:
-            raise EiexError(f"timeout_cycles must be a positive integer, not {timeout_cycles!r}")
-        engine = port.engine
         self.port = port
-        self.load_word_bytes = _nbytes(len(engine.load.payload.as_value()))
-        self.in_beat_bytes = _nbytes(len(engine.input.payload))
-        self.out_beat_bytes = _nbytes(len(engine.output.payload))
-        self.in_sample_bytes = port.in_beats * self.in_beat_bytes
-        self.out_sample_bytes = port.out_beats * self.out_beat_bytes
-        if not HASH_BYTES + self.in_sample_bytes <= max_payload < 1 << 16:
-            raise EiexError(f"max_payload must hold one sample ({HASH_BYTES + self.in_sample_bytes} bytes) and be "
-                            f"below 65,536, not {max_payload}")
-        self.max_payload = max_payload
-        self.max_samples = (max_payload - HASH_BYTES) // self.in_sample_bytes
-        self.result_bytes = self.max_samples * self.out_sample_bytes
-        if self.result_bytes >= 1 << 16:
-            raise EiexError(f"{self.max_samples} samples of {self.out_sample_bytes} result bytes exceed a reply; "
-                            "choose a smaller max_payload")
+        n = _link_sizes(port, divisor, timeout_cycles, max_payload)
+        self.divisor, self.max_payload = n.divisor, n.max_payload
+        self.load_word_bytes, self.in_beat_bytes, self.out_beat_bytes = \
+            n.load_word_bytes, n.in_beat_bytes, n.out_beat_bytes
+        self.in_sample_bytes, self.out_sample_bytes = n.in_sample_bytes, n.out_sample_bytes
+        self.max_samples, self.result_bytes = n.max_samples, n.result_bytes
         self.clock_hz = int(clock_hz)
         self.timeout_cycles = timeout_cycles
         self.descriptor = {"engine": port.kind, "clock_hz": self.clock_hz, "divisor": self.divisor,

@@ -1,7 +1,6 @@
+# amaranth: UnusedElaboratable=no
 """The block-RAM read without collision logic (hw/ram.py): the old word on a collision in simulation,
 and no collision logic after Yosys."""
-
-# amaranth: UnusedElaboratable=no
 
 import random
 

@@ -20,7 +20,6 @@ from eiex.sw.images.eie.sparse import SparseColumns, decode_columns
 from eiex.sw.images.words import to_signed, to_unsigned
 
 
-
 def _entries(pe: PeMemories, params: EngineParams) -> np.ndarray:
     return (pe.z << params.idx_bits) | pe.v
 

@@ -22,6 +22,7 @@ from eiex.sw.npz import read_npz
 from eiex.sw.images.xnor.folding import OUTPUT_THR_BITS, choose_folding
 from eiex.sw.images.xnor.image import XnorImage, XnorLayer, signed_bits
 
+
 def _finite_numbers(source: str, key: str, value: np.ndarray) -> None:
     if value.dtype == bool or not np.issubdtype(value.dtype, np.number) or np.issubdtype(value.dtype, np.complexfloating):
         raise EiexError(f"{source}: {key} must hold real numbers, not {value.dtype}")

@@ -1,6 +1,5 @@
-"""The XNOR engine's banked buffer (memory, gearbox, bank protocol) against a plain Python model."""
-
 # amaranth: UnusedElaboratable=no
+"""The XNOR engine's banked buffer (memory, gearbox, bank protocol) against a plain Python model."""
 
 import random
 

@@ -1,6 +1,5 @@
-"""The XNOR engine's pipeline pieces: the pipelined popcount, the MVTU's constructor, padding inputs."""
-
 # amaranth: UnusedElaboratable=no
+"""The XNOR engine's pipeline pieces: the pipelined popcount, the MVTU's constructor, padding inputs."""
 
 import random
 

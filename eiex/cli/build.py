@@ -99,13 +99,13 @@ def _build_board(args) -> int:
                         "with --board the image fixes the engine")
     options, spec = ENGINE_OPTIONS[args.engine], get_engine(args.engine)
     image = spec.load_image(args.images)
-    queue_depth = getattr(args, "queue_depth", 8)
-    hw = spec.hardware(image, queue_depth)
+    sizing = {"queue_depth": args.queue_depth} if hasattr(args, "queue_depth") else {}  # EIE's only
+    hw = spec.hardware(image, **sizing)
     inputs = read_inputs(args.input) if getattr(args, "input", None) is not None else None
     cycles = spec.throughput(image, hw, inputs)
     what, params = options.describe(hw, args.preload), options.params(hw)
-    link = link_for(spec.name, image, clock_hz=clock_hz, baud=baud, preload=args.preload, queue_depth=queue_depth,
-                    max_payload=board.max_payload)
+    link = link_for(spec.name, image, clock_hz=clock_hz, baud=baud, preload=args.preload,
+                    max_payload=board.max_payload, **sizing)
     params.update(images=str(args.images), preload=bool(args.preload))
     log(f"building the {what} behind the host link for the {board.title} ({board.chip}); this takes minutes")
     report = run_board_build(link, board, args.out, seed=args.seed, description=params, cycles=cycles,

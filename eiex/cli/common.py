@@ -154,9 +154,15 @@ def describe_folding(layers) -> str:
                       for layer in layers) + f"; {lanes} lanes")
 
 
-def describe_eie(hw, init) -> str:
+def describe_eie(hw, init, images=None) -> str:
     return (f"EIE engine, {hw.n_pe} PEs, queue depth {hw.queue_depth}, layers up to {hw.max_width} wide, "
             f"{hw.max_layers} layers{', memories initialized from the image' if init else ''}")
+
+
+def describe_xnor(layers, init, images=None) -> str:
+    """The XNOR engine's line; with ``images`` (``eiex verilog``) it names the image it preloads."""
+    return (f"XNOR engine, {describe_folding(layers)}"
+            f"{f', memories initialized from {images}' if init and images is not None else ''}")
 
 
 def xnor_engine(args):
@@ -217,13 +223,11 @@ class EngineOptions:
     help: str
     add: Callable  # add_*_engine: the sizing options
     from_args: Callable  # args -> (image or None, elaboration parameters, memory init or None)
-    describe: Callable  # (parameters, init) -> one line
+    describe: Callable  # (parameters, init, images=None) -> one line
     params: Callable  # parameters -> the build report's description
 
 
 ENGINE_OPTIONS = {
     "eie": EngineOptions("the EIE sparse engine", add_eie_engine, eie_engine, describe_eie, eie_params),
-    "xnor": EngineOptions("the XNOR binary engine", add_xnor_engine, xnor_engine,
-                          lambda layers, init: f"XNOR engine, {describe_folding(layers)}"
-                          f"{', memories initialized from the image' if init else ''}", xnor_params),
+    "xnor": EngineOptions("the XNOR binary engine", add_xnor_engine, xnor_engine, describe_xnor, xnor_params),
 }

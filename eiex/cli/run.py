@@ -41,9 +41,8 @@ def run(args) -> int:
 
     from eiex.driver import Device
     from eiex.flows.run import check_inputs, run_over_link, simulated_link, summary_line
-    from eiex.sw.atomic import atomic_write
-
     from eiex.sim.engines import get_engine
+    from eiex.sw.atomic import atomic_write
 
     image = get_engine(args.engine).load_image(args.images)
     inputs = check_inputs(args.engine, image, read_inputs(args.input))

@@ -23,5 +23,5 @@ def run(args) -> int:
     options = ENGINE_OPTIONS[args.engine]
     _, hw, init = options.from_args(args)
     atomic_write(args.output, get_engine(args.engine).to_verilog(hw, init=init).encode())
-    print(f"wrote {args.output}: {options.describe(hw, init)}")
+    print(f"wrote {args.output}: {options.describe(hw, init, args.images)}")
     return 0

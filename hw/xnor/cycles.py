@@ -16,6 +16,10 @@ input beat is accepted; "seen" means the cycle from which a registered bank stat
 * a bank is reused three images later: ``free_l(i)`` is when its consumer freed image ``i - 3``
   (from the start for the first three images).
 
+Padding PEs and lanes (``P > M`` or ``S > K``, spec section 4) change nothing here: such a layer
+takes ``NF * SF`` steps like any other, its latency counts the popcount of its used lanes and its
+buffers hold only real rows and columns (:func:`~eiex.hw.xnor.engine.buffer_geometries`).
+
 The testbench stamps a handshake with the cycle after it; ``cycles`` of an image is last score
 minus first beat, plus one, and ``interval`` the gap between successive last scores.
 """

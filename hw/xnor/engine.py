@@ -128,7 +128,8 @@ class XnorEngine(wiring.Component):
         return m
 
     def _input(self, m, w, in_beat):
-        """``SF_0`` beats per image into the first buffer, padding bits zeroed (the MVTU counts on it)."""
+        """``SF_0`` beats per image into the first buffer, padding bits zeroed (the MVTU counts on it);
+        with ``S_0 > K_0`` only the ``K_0`` real bits of the one beat are stored."""
         first = self.layers[0]
         in_bank = Signal(range(N_BANKS))
         starting = in_beat == 0
@@ -136,8 +137,8 @@ class XnorEngine(wiring.Component):
         accept = self.input.valid & self.input.ready
         final_beat = in_beat == first.sf - 1
         tail = first.in_features - (first.sf - 1) * first.simd  # real bits of the final beat
-        data = self.input.payload
-        if tail < first.simd:
+        data = self.input.payload[:first.used_simd]
+        if tail < first.used_simd:
             data = Cat(data[:tail], Mux(final_beat, 0, data[tail:]))
         m.d.comb += [w.claim.eq(accept & starting), w.claim_bank.eq(in_bank),
                      w.we.eq(accept), w.bank.eq(in_bank), w.data.eq(data), w.commit.eq(final_beat)]
@@ -181,10 +182,12 @@ class XnorEngine(wiring.Component):
 
 def buffer_geometries(layers: list[LayerGeometry]) -> list[BufferGeometry]:
     """The buffers before each layer and after the last: input beats, each layer's folds of ``P``
-    results (read as the next layer's SIMD words), the output layer's folds of ``P`` scores."""
+    results (read as the next layer's SIMD words), the output layer's folds of ``P`` scores. Only
+    real rows and columns are stored: a layer with ``P > M`` writes its one fold's ``M`` results
+    (``used_pe``), one with ``S > K`` reads its one SIMD word's ``K`` bits (``used_simd``)."""
     first, last = layers[0], layers[-1]
-    geometries = [BufferGeometry(first.sf, first.simd, first.simd, first.sf)]
+    geometries = [BufferGeometry(first.sf, first.used_simd, first.used_simd, first.sf)]
     for g, after in zip(layers[:-1], layers[1:]):
-        geometries.append(BufferGeometry(g.nf, g.pe, after.simd, after.sf))
-    geometries.append(BufferGeometry(last.nf, last.pe * last.score_bits, last.score_bits, last.out_features))
+        geometries.append(BufferGeometry(g.nf, g.used_pe, after.used_simd, after.sf))
+    geometries.append(BufferGeometry(last.nf, last.used_pe * last.score_bits, last.score_bits, last.out_features))
     return geometries

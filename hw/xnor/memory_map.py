@@ -48,11 +48,14 @@ def memory_contents(image) -> list[dict]:
 
 
 def load_writes(image) -> list[dict]:
-    """Load-interface payloads writing every memory of the image."""
+    """Load-interface payloads writing every memory of the image that the engine has: with
+    ``P > M`` the PEs ``M .. P - 1`` hold only padding rows and have no memories, so their words
+    (all 0) are not sent."""
     writes = []
     for l, entry in enumerate(memory_contents(image)):
+        used_pe = LayerGeometry.of(image.layers[l]).used_pe
         for sel, name in ((0, "weights"), (1, "thresholds")):
-            for p, words in enumerate(entry.get(name, [])):
+            for p, words in enumerate(entry.get(name, [])[:used_pe]):
                 writes += [{"layer": l, "sel": sel, "pe": p, "addr": a, "data": w} for a, w in enumerate(words)]
     return writes
 

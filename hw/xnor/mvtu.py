@@ -17,6 +17,14 @@ cycle:
 * write: the ``P`` results of fold ``nf`` go to the next stage's buffer; the write of the last fold
   commits the image.
 
+Padding that fills whole PEs or lanes gets no hardware (spec section 4 allows ``P > M`` and
+``S > K``, where ``NF`` or ``SF`` is 1): only :attr:`LayerGeometry.used_pe` ``= min(P, M)`` PEs have
+memories and popcounts and write results (with ``P > M`` the fold's write holds the ``M`` real rows
+only: the padding rows are dropped); only :attr:`LayerGeometry.used_simd` ``= min(S, K)`` lanes are
+read, stored and counted, so with ``S > K`` the input's lanes ``K .. S - 1`` and the weight
+memories' padding bits are never looked at (and ``pad`` is 0). Beyond ``M`` and ``K``, only the
+load interface (its PE number and word width) grows with ``P`` and ``S``.
+
 The unit starts an image when its input bank is full and the next stage's bank is free; it starts
 the next image in the cycle of the last step, and frees its input bank in that cycle (the input was
 read at issue).
@@ -79,6 +87,21 @@ class LayerGeometry:
         return ceil_div(self.in_features, self.simd)
 
     @property
+    def used_pe(self) -> int:
+        """PEs that hold a real row, ``min(P, M)``: with ``P > M`` the others hold only padding rows."""
+        return min(self.pe, self.out_features)
+
+    @property
+    def used_simd(self) -> int:
+        """Lanes that see a real column, ``min(S, K)``: with ``S > K`` the others see only padding."""
+        return min(self.simd, self.in_features)
+
+    @property
+    def padding_columns(self) -> int:
+        """Padding columns counted by the used lanes, ``SF * used_simd - K`` (0 when ``S >= K``)."""
+        return self.sf * self.used_simd - self.in_features
+
+    @property
     def acc_bits(self) -> int:
         return self.in_features.bit_length()
 
@@ -97,10 +120,11 @@ def _mvtu_source(geometry, source):
     """The MVTU's source buffer geometry (a default one for ``None``), or an EiexError."""
     if not isinstance(geometry, LayerGeometry):
         raise EiexError(f"geometry must be a LayerGeometry, not {type(geometry).__name__}")
-    source = source or BufferGeometry(geometry.sf, geometry.simd, geometry.simd, geometry.sf)
-    if (source.read_width, source.reads) != (geometry.simd, geometry.sf):
+    lanes = geometry.used_simd
+    source = source or BufferGeometry(geometry.sf, lanes, lanes, geometry.sf)
+    if (source.read_width, source.reads) != (lanes, geometry.sf):
         raise EiexError(f"the source buffer gives {source.reads} slices of {source.read_width} "
-                        f"bits, the layer reads {geometry.sf} of {geometry.simd}")
+                        f"bits, the layer reads {geometry.sf} of {lanes}")
     return source
 
 
@@ -111,7 +135,8 @@ class Mvtu(wiring.Component):
     ----------
     geometry : LayerGeometry
     source : BufferGeometry or None
-        The input buffer (its words and slices); by default one of ``SF`` words of ``S`` bits.
+        The input buffer (its words and slices), read in ``SF`` slices of ``used_simd`` bits (``S``,
+        or ``K`` when ``S > K``); by default one of ``SF`` words of ``used_simd`` bits.
     init : dict or None
         ``{"weights": [[word, ...] per PE], "thresholds": [[word, ...] per PE]}`` (unsigned words as
         in the image's memories) for elaboration-time contents; zeros otherwise.
@@ -120,8 +145,9 @@ class Mvtu(wiring.Component):
     ----------
     src : Out(consumer_signature(source))
         The input buffer; padding columns of the input must be 0 (see the module docstring).
-    dst : Out(producer_signature(P * result_bits))
-        The next stage's buffer; ``data`` holds the ``P`` results of a fold, padding rows 0.
+    dst : Out(producer_signature(used_pe * result_bits))
+        The next stage's buffer; ``data`` holds the ``used_pe`` results of a fold (``P``, or ``M``
+        when ``P > M``), padding rows 0.
     ld_* : memory writes; ``ld_sel`` 0 = weights, 1 = thresholds.
     busy : Out(1)
         An image is being issued or is in the pipeline.
@@ -141,7 +167,7 @@ class Mvtu(wiring.Component):
         self.latency = mvtu_latency(g)
         super().__init__({
             "src": Out(consumer_signature(self.source)),
-            "dst": Out(producer_signature(g.pe * g.result_bits)),
+            "dst": Out(producer_signature(g.used_pe * g.result_bits)),
             "ld_en": In(1), "ld_sel": In(1), "ld_pe": In(range(max(2, g.pe))),
             "ld_addr": In(range(max(2, g.nf * g.sf))), "ld_data": In(max(g.simd, g.thr_bits)),
             "busy": Out(1),
@@ -155,13 +181,14 @@ class Mvtu(wiring.Component):
         # ---- memories: weights (per PE, in block-RAM-sized column groups), thresholds ----------
         w_data, w_addr = self._weights(m, steps)
         if not g.output:
-            tmem = Memory(shape=g.pe * g.thr_bits, depth=g.nf, attrs=BLOCK_RAM,
-                          init=_rows(self.init, "thresholds", g.pe, g.thr_bits, g.nf))
+            tmem = Memory(shape=g.used_pe * g.thr_bits, depth=g.nf, attrs=BLOCK_RAM,
+                          init=_rows(self.init, "thresholds", g.used_pe, g.thr_bits, g.nf))
             m.submodules.thresholds = tmem
             t_addr, t_data = registered_read(m, tmem, "threshold")
             t_write = tmem.write_port(granularity=g.thr_bits)
             ld = self.ld_en & (self.ld_sel == 1)
-            m.d.comb += [t_write.addr.eq(self.ld_addr), t_write.data.eq(self.ld_data[:g.thr_bits].replicate(g.pe)),
+            m.d.comb += [t_write.addr.eq(self.ld_addr),
+                         t_write.data.eq(self.ld_data[:g.thr_bits].replicate(g.used_pe)),
                          t_write.en.eq(self._pe_select(ld))]
 
         # ---- issue: step (nf, sf) addresses weight word nf * SF + sf and input slice sf ------------
@@ -197,29 +224,30 @@ class Mvtu(wiring.Component):
         # ---- the step's control, delayed to each stage -------------------------------------------
         issue = {"valid": running, "first": sf == 0, "last": last_sf, "nf": nf,
                  "commit": nf == g.nf - 1, "bank": wr_bank}
-        pc_latency = popcount_latency(g.simd)
+        pc_latency = popcount_latency(g.used_simd)
         stages = delay(m, issue, FETCH + pc_latency + 2, "stage")  # memory read, popcount, acc, compare
         acc_stage, cmp_stage, wr_stage = stages[-3:]
 
         # ---- XNOR and popcount per PE, accumulate, threshold ---------------------------------------
-        # Padding columns need no mask: their weights are 0 (spec section 4) and their inputs are 0
-        # (zeroed by the producer), so each counts 1 on the last column fold: the accumulator starts
-        # at minus their number.
-        padding = g.sf * g.simd - g.in_features
+        # Padding columns of the used lanes need no mask: their weights are 0 (spec section 4) and
+        # their inputs are 0 (zeroed by the producer), so each counts 1 on the last column fold: the
+        # accumulator starts at minus their number.
+        padding = g.padding_columns
         if not g.output:  # threshold nf read in the accumulate stage, registered for the compare
             m.d.comb += t_addr.eq(stages[-4]["nf"])
             t_q = Signal.like(t_data)
             m.d.sync += t_q.eq(t_data)
         real_rows = g.out_features - (g.nf - 1) * g.pe  # PEs with a real row on the last fold
-        # the memories' outputs registered (block RAM outputs are slow)
-        w_q, x_q = Signal(g.pe * g.simd), Signal(g.simd)
+        # the memories' outputs registered (block RAM outputs are slow); only the used lanes
+        lanes = g.used_simd
+        w_q, x_q = Signal(g.used_pe * lanes), Signal(lanes)
         m.d.sync += [w_q.eq(w_data), x_q.eq(src.data)]
         results = []
-        for p in range(g.pe):
-            counter = Popcount(g.simd)
+        for p in range(g.used_pe):
+            counter = Popcount(lanes)
             m.submodules[f"popcount{p}"] = counter
-            m.d.comb += counter.bits.eq(~(w_q.word_select(p, g.simd) ^ x_q))
-            acc = Signal(signed(max(g.in_features, padding).bit_length() + 1), name=f"acc{p}")
+            m.d.comb += counter.bits.eq(~(w_q.word_select(p, lanes) ^ x_q))
+            acc = Signal(signed(g.acc_bits + 1), name=f"acc{p}")  # -padding .. K (padding < used_simd <= K)
             with m.If(acc_stage["valid"]):
                 m.d.sync += acc.eq(Mux(acc_stage["first"], -padding, acc) + counter.count)
             result = Signal(signed(g.score_bits) if g.output else 1, name=f"result{p}")
@@ -241,19 +269,19 @@ class Mvtu(wiring.Component):
         return m
 
     def _weights(self, m, steps):
-        """Weight word ``nf * SF + sf`` of every PE (``P * S`` bits, PE ``p`` at ``p * S``), read the
-        cycle after its address. Each PE's ``S`` columns are split into groups of
-        :func:`block_columns` bits, one memory each, so that one block RAM holds a group's whole
-        depth and no multiplexer joins blocks of different addresses."""
+        """Weight word ``nf * SF + sf`` of every used PE, its used lanes only (``used_pe * used_simd``
+        bits, PE ``p`` at ``p * used_simd``), read the cycle after its address. Each PE's columns
+        are split into groups of :func:`block_columns` bits, one memory each, so that one block RAM
+        holds a group's whole depth and no multiplexer joins blocks of different addresses."""
         g = self.g
         width = block_columns(steps)
         addr = Signal(range(max(2, steps)))
         words = (self.init or {}).get("weights")
         outputs = []
         ld = self.ld_en & (self.ld_sel == 0)
-        for p in range(g.pe):
-            for lo in range(0, g.simd, width):
-                hi = min(lo + width, g.simd)
+        for p in range(g.used_pe):
+            for lo in range(0, g.used_simd, width):
+                hi = min(lo + width, g.used_simd)
                 init = [] if words is None else [(int(w) >> lo) & ((1 << (hi - lo)) - 1) for w in words[p]]
                 mem = Memory(shape=hi - lo, depth=steps, init=init, attrs=BLOCK_RAM)
                 m.submodules[f"weights{p}_{lo}"] = mem
@@ -265,8 +293,9 @@ class Mvtu(wiring.Component):
         return Cat(*outputs), addr
 
     def _pe_select(self, enable):
-        """One write-enable bit per PE: PE ``ld_pe`` when ``enable``."""
-        return Cat(*(enable & (self.ld_pe == p) for p in range(self.g.pe)))
+        """One write-enable bit per used PE: PE ``ld_pe`` when ``enable`` (writes to the others,
+        padding, are dropped)."""
+        return Cat(*(enable & (self.ld_pe == p) for p in range(self.g.used_pe)))
 
     def _slice_counters(self, m, sf, want, last_sf):
         """Input word ``sf // k`` and slice ``sf % k``, counted beside ``sf``."""
@@ -287,8 +316,8 @@ class Mvtu(wiring.Component):
 
 def mvtu_latency(g: LayerGeometry) -> int:
     """Cycles from a step's issue to the write of its fold: the memory read and its register, the
-    popcount, the accumulation, the threshold (or score) register."""
-    return FETCH + popcount_latency(g.simd) + 2
+    popcount (of the used lanes), the accumulation, the threshold (or score) register."""
+    return FETCH + popcount_latency(g.used_simd) + 2
 
 
 def block_columns(depth: int) -> int:
@@ -313,12 +342,13 @@ def delay(m: Module, values: dict, cycles: int, name: str) -> list[dict]:
 
 
 def _rows(init: dict | None, key: str, pe: int, width: int, depth: int) -> list[int]:
-    """Per address, the words of all PEs side by side (PE ``p`` at bits ``[p * width, (p + 1) * width)``)."""
+    """Per address, the words of PEs ``0 .. pe - 1`` side by side (PE ``p`` at bits
+    ``[p * width, (p + 1) * width)``)."""
     if not init or key not in init:
         return []
     mask = (1 << width) - 1
     rows = [0] * depth
-    for p, words in enumerate(init[key]):
+    for p, words in enumerate(init[key][:pe]):  # PEs beyond ``pe`` hold only padding
         for a, word in enumerate(words):
             rows[a] |= (int(word) & mask) << (p * width)
     return rows

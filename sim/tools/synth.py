@@ -40,6 +40,7 @@ from collections import Counter
 from amaranth.back import rtlil
 
 from eiex.errors import EiexError
+from eiex.sw.images.xnor.folding import xnor_lanes
 
 TARGETS = ("ecp5", "ice40", "xilinx")
 
@@ -190,7 +191,7 @@ def xnor_resources(layers, target: str, datapath_only: bool = False, timeout: fl
     Returns
     -------
     dict
-        As :func:`synthesize`, plus ``lanes`` (``sum(pe * simd)``), ``luts_per_lane`` and
+        As :func:`synthesize`, plus ``lanes`` (``sum(min(P, M) * min(S, K))``), ``luts_per_lane`` and
         ``finn_r_luts_per_lane``; with ``datapath_only``, ``units`` holds each MVTU's own result
         (with its ``lanes`` and ``luts_per_lane``).
     """
@@ -229,7 +230,7 @@ def eie_resources(hw, target: str, timeout: float | None = None) -> dict:
 
 
 def _per_lane(result: dict, layers) -> dict:
-    lanes = sum(g.pe * g.simd for g in layers)
+    lanes = xnor_lanes(layers)
     return {**result, "lanes": lanes, "luts_per_lane": result["luts"] / lanes,
             "finn_r_luts_per_lane": FINN_R_LUTS_PER_LANE}
 

@@ -4,6 +4,13 @@
 ``NF * SF``. Without a target, :func:`default_target` is the best interval the largest layer (most
 weights) reaches with at most ``DEFAULT_LANES`` lanes; the other layers then get just enough lanes
 to keep up with it. :func:`choose_folding` adds per-layer ``pe``/``simd`` overrides.
+
+The solver never gives a layer more PEs than rows or more lanes than columns (that never shortens
+the fold: ``NF`` or ``SF`` is already 1), but an override may, as the spec allows (section 4:
+``P > M`` and ``S > K`` add PEs and lanes that hold only padding, which the engine builds no
+hardware for), for instance to give every layer the same ``P``. It may go up to the larger of the
+layer's size and :data:`MAX_PADDED_OVERRIDE`, so that a typing slip does not write an image of a
+million padding memories.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import numpy as np
 from eiex.errors import EiexError
 
 DEFAULT_LANES = 64
+#: the largest ``pe`` (``simd``) override above a layer's ``out_features`` (``in_features``)
+MAX_PADDED_OVERRIDE = 4096
 OUTPUT_THR_BITS = 2  # the output layer has no thresholds; its thr_bits is unused, the smallest valid width
 
 
@@ -71,7 +80,8 @@ def _check_overrides(name: str, values, n: int) -> list | None:
 def choose_folding(shapes, pe=None, simd=None, target_interval=None) -> list[tuple[int, int]]:
     """Per layer ``(P, S)``: solved for the target (:func:`default_target` when None), with ``pe`` and
     ``simd`` lists fixing their dimension; the other dimension is then the smallest that meets the
-    target. With both lists given, a given target is checked, not used."""
+    target. With both lists given, a given target is checked, not used. An override may exceed the
+    layer's ``out_features`` (``pe``) or ``in_features`` (``simd``), up to :data:`MAX_PADDED_OVERRIDE`."""
     n = len(shapes)
     pe, simd = _check_overrides("pe", pe, n), _check_overrides("simd", simd, n)
     explicit = target_interval is not None
@@ -80,10 +90,12 @@ def choose_folding(shapes, pe=None, simd=None, target_interval=None) -> list[tup
     for l, ((m, k), (p, s)) in enumerate(zip(shapes, solve_folding(shapes, target))):
         given_p = None if pe is None else pe[l]
         given_s = None if simd is None else simd[l]
-        for field, value, limit, what in (("pe", given_p, m, "out_features"), ("simd", given_s, k, "in_features")):
+        for field, value, size, what in (("pe", given_p, m, "out_features"), ("simd", given_s, k, "in_features")):
+            limit = max(size, MAX_PADDED_OVERRIDE)
             if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
                                       or not 1 <= value <= limit):
-                raise EiexError(f"layer fc{l + 1}: {field} must be an integer from 1 to {limit} ({what}), not {value!r}")
+                raise EiexError(f"layer fc{l + 1}: {field} must be an integer from 1 to {limit} (the larger of "
+                                f"{what} {size} and {MAX_PADDED_OVERRIDE}), not {value!r}")
         if given_p is not None and given_s is not None:
             p, s = int(given_p), int(given_s)
             if explicit and _fold(m, k, p, s) > target:
@@ -105,3 +117,8 @@ def choose_folding(shapes, pe=None, simd=None, target_interval=None) -> list[tup
             p = math.ceil(m / min(m, nf_max))
         folding.append((p, s))
     return folding
+
+
+def xnor_lanes(layers) -> int:
+    """XNOR lanes with hardware: ``min(P, M) * min(S, K)`` per layer (padding PEs and lanes have none)."""
+    return sum(min(l.pe, l.out_features) * min(l.simd, l.in_features) for l in layers)

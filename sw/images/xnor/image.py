@@ -5,12 +5,13 @@ weights as an ``(M, K)`` matrix of +1/-1 and its thresholds as integers; :func:`
 :func:`pack_thresholds` lay them out as the per-PE memories of section 4, and
 :func:`unpack_weights` and :func:`unpack_thresholds` are their exact inverses.
 
-Policies beyond the spec:
+Any positive ``pe`` and ``simd`` are valid, as section 4 allows: with ``pe > out_features``
+(``NF = 1``) PEs ``M .. P - 1`` hold only padding rows, with ``simd > in_features`` (``SF = 1``)
+lanes ``K .. S - 1`` only padding columns, all of whose bits are 0.
 
-- ``pe <= out_features`` and ``simd <= in_features``: a larger value only adds PEs or lanes that
-  hold padding and never shortens the fold (``NF`` and ``SF`` are already 1), so it is refused.
-- ``thr_bits`` is 2 to 64 in every layer; the output layer has no thresholds, so there it is unused
-  (the exporter writes 2, the minimum) but still a valid width, as the engine's layer geometry wants.
+Policy beyond the spec: ``thr_bits`` is 2 to 64 in every layer; the output layer has no thresholds,
+so there it is unused (the exporter writes 2, the minimum) but still a valid width, as the engine's
+layer geometry wants.
 """
 
 from __future__ import annotations
@@ -54,12 +55,6 @@ def check_geometry(name: str, in_features, out_features, pe, simd, kind, thr_bit
     for field, value in (("in_features", in_features), ("out_features", out_features), ("pe", pe), ("simd", simd)):
         if not _is_int(value) or value < 1:
             raise EiexError(f"{where}: {field} must be a positive integer, not {value!r}")
-    if pe > out_features:
-        raise EiexError(f"{where}: pe {pe} exceeds out_features {out_features} (PEs {out_features} .. {pe - 1} "
-                        f"would hold only padding rows)")
-    if simd > in_features:
-        raise EiexError(f"{where}: simd {simd} exceeds in_features {in_features} (lanes {in_features} .. "
-                        f"{simd - 1} would hold only padding columns)")
     if kind not in KINDS:
         raise EiexError(f"{where}: kind {kind!r} is not 'hidden' or 'output'")
     if not _is_int(thr_bits) or not 2 <= thr_bits <= MAX_THR_BITS:
@@ -230,7 +225,8 @@ def _words_to_bits(words: list[int], width: int) -> np.ndarray:
 
 def pack_weights(layer: XnorLayer) -> list[list[int]]:
     """Per PE ``p``, the ``NF * SF`` words of ``l{l}.pe{p}.weights``: word ``nf * SF + sf``, bit ``i``
-    is the weight of row ``nf * P + p``, column ``sf * S + i`` (1 for +1); padding bits are 0."""
+    is the weight of row ``nf * P + p``, column ``sf * S + i`` (1 for +1); padding bits (rows
+    ``>= M``, columns ``>= K``, whole PEs when ``P > M`` and whole lanes when ``S > K``) are 0."""
     p, s, nf, sf = layer.pe, layer.simd, layer.nf, layer.sf
     bits = np.zeros((nf * p, sf * s), dtype=np.uint8)
     bits[: layer.out_features, : layer.in_features] = layer.weights > 0

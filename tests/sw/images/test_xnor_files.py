@@ -21,13 +21,14 @@ HAND = np.array([[+1, -1, +1, +1, -1],
 
 
 def random_image(seed, sizes, folding=None, thr_bits=6):
-    """Random layers of ``sizes`` (K0, M0, M1, ...), each folded (P, S) by ``folding`` or at random,
-    with thresholds over the whole signed range of ``thr_bits``."""
+    """Random layers of ``sizes`` (K0, M0, M1, ...), each folded (P, S) by ``folding`` or at random
+    (up to two PEs beyond the rows and two lanes beyond the columns, as spec section 4 allows), with
+    thresholds over the whole signed range of ``thr_bits``."""
     rng = np.random.default_rng(seed)
     layers = []
     for l in range(len(sizes) - 1):
         k, m = sizes[l], sizes[l + 1]
-        p, s = folding[l] if folding else (int(rng.integers(1, m + 1)), int(rng.integers(1, k + 1)))
+        p, s = folding[l] if folding else (int(rng.integers(1, m + 3)), int(rng.integers(1, k + 3)))
         hidden = l < len(sizes) - 2
         t = rng.integers(-(2 ** (thr_bits - 1)), 2 ** (thr_bits - 1), m, dtype=np.int64) if hidden else None
         layers.append(XnorLayer(f"fc{l + 1}", k, m, p, s, "hidden" if hidden else "output", thr_bits,
@@ -199,7 +200,8 @@ TAMPERS = [
     (layer(0, "kind", "output"), "^layer fc1 is an output layer but only the last layer may be$"),
     (layer(1, "kind", "hidden"), "^the last layer fc2 must be an output layer, not 'hidden'$"),
     (layer(1, "thr_bits", 1), "^layer fc2: thr_bits must be an integer from 2 to 64, not 1$"),
-    (layer(1, "pe", 4), r"^layer fc2: pe 4 exceeds out_features 3 \(PEs 3 .. 3 would hold only padding rows\)$"),
+    # pe 4 > out_features 3 is valid (NF = 1), but then the memories are those of pe 2
+    (layer(1, "pe", 4), r"^l1.pe0.weights: depth 6, layer fc2 needs NF \* SF = 1 \* 3 = 3$"),
     (layer(0, "pe", 0), "^layer fc1: pe must be a positive integer, not 0$"),
     (lambda f: edit_manifest(f, lambda m: m.__setitem__("layers", [])), "^manifest.json: layers must be a non-empty list$"),
     # memory table
@@ -246,6 +248,73 @@ def test_padding_thresholds_may_hold_anything(tmp_path):
     image = make_image()
     write_image(image, folder)
     set_words(folder, "l0.pe1.thresholds", lambda w: w[:3] + [0b111111])  # row 7 of 7 rows is padding
+    assert_same_image(image, load_image(folder))
+
+
+# ---- more PEs than rows, more lanes than columns (spec section 4: P > M, S > K)
+
+# 6 -> 3 -> 2: fc1 (P = 5, S = 9) has NF = SF = 1, PEs 3 and 4 hold only padding rows, lanes 6 .. 8
+# only padding columns; fc2 (P = 4, S = 2) has NF = 1, SF = 2, PEs 2 and 3 hold only padding rows
+PADDED = [(5, 9), (4, 2)]
+
+
+def section4_bit(layer, p, address, i):
+    """Section 4's table read literally: bit ``i`` of word ``nf * SF + sf`` of PE ``p`` is the weight of
+    row ``nf * P + p``, column ``sf * S + i`` (1 for +1), and 0 for a padding row or column."""
+    sf_count = -(-layer.in_features // layer.simd)
+    nf, sf = divmod(address, sf_count)
+    row, col = nf * layer.pe + p, sf * layer.simd + i
+    return int(row < layer.out_features and col < layer.in_features and layer.weights[row][col] == 1)
+
+
+def test_round_trip_with_more_pes_than_rows_and_lanes_than_columns(tmp_path):
+    image = random_image(3, (6, 3, 2), PADDED)
+    folder = tmp_path / "img"
+    manifest = write_image(image, folder, formats=memfiles.FORMATS)
+    assert [(m["name"], m["width"], m["depth"]) for m in manifest["memories"]] == \
+        [(f"l0.pe{p}.weights", 9, 1) for p in range(5)] + [(f"l0.pe{p}.thresholds", 6, 1) for p in range(5)] + \
+        [(f"l1.pe{p}.weights", 2, 2) for p in range(4)]
+    for m in manifest["memories"]:  # every word of every file, bit by bit
+        l, p = int(m["name"][1]), m["pe"]
+        layer = image.layers[l]
+        for fmt, path in m["files"].items():
+            words = memfiles.decode((folder / path).read_bytes(), m["width"], fmt, m["depth"])
+            if m["kind"] == "weights":
+                assert [[(w >> i) & 1 for i in range(m["width"])] for w in words] == \
+                    [[section4_bit(layer, p, a, i) for i in range(m["width"])] for a in range(m["depth"])], m["name"]
+            else:  # a real row's threshold in 6-bit two's complement, a padding row's 0
+                assert words == [int(layer.thresholds[p]) & 0b111111 if p < layer.out_features else 0], m["name"]
+    back = load_image(folder)
+    assert_same_image(image, back)
+    assert [(l.pe, l.simd, l.nf, l.sf) for l in back.layers] == [(5, 9, 1, 1), (4, 2, 1, 2)]
+    bits = np.array(list(np.ndindex(*[2] * 6)))  # all 64 inputs
+    assert np.array_equal(golden.run(back, bits), golden.run(image, bits))
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda f: set_words(f, "l0.pe4.weights", lambda w: with_bits(w, 0, 0b1)),
+     r"^l0.pe4.weights: padding bit 0 of word 0 is 1 \(row 4, column 0 of a 3 x 6 layer\); padding bits must be 0$"),
+    (lambda f: set_words(f, "l0.pe1.weights", lambda w: with_bits(w, 0, 0b100000000)),
+     r"^l0.pe1.weights: padding bit 8 of word 0 is 1 \(row 1, column 8 of a 3 x 6 layer\)"),
+    (lambda f: set_words(f, "l1.pe2.weights", lambda w: with_bits(w, 1, 0b10)),
+     r"^l1.pe2.weights: padding bit 1 of word 1 is 1 \(row 2, column 3 of a 2 x 3 layer\)"),
+    (lambda f: edit_manifest(f, lambda m: m["memories"].remove(memory(m, "l0.pe4.thresholds"))),
+     "^manifest.json: memory l0.pe4.thresholds is missing$"),
+])
+def test_padding_pes_and_lanes_are_checked(tmp_path, tamper, message):
+    folder = tmp_path / "img"
+    write_image(random_image(3, (6, 3, 2), PADDED), folder)
+    tamper(folder)
+    with pytest.raises(EiexError, match=message):
+        load_image(folder)
+
+
+def test_thresholds_of_padding_pes_may_hold_anything(tmp_path):
+    folder = tmp_path / "img"
+    image = random_image(3, (6, 3, 2), PADDED)
+    write_image(image, folder)
+    set_words(folder, "l0.pe3.thresholds", lambda w: [0b011111])
+    set_words(folder, "l0.pe4.thresholds", lambda w: [0b100000])
     assert_same_image(image, load_image(folder))
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from eiex.hw.xnor import golden
 from eiex.errors import EiexError
 from eiex.sw.images.xnor.export import image_from_folded
-from eiex.sw.images.xnor.folding import choose_folding, default_target, solve_folding
+from eiex.sw.images.xnor.folding import MAX_PADDED_OVERRIDE, choose_folding, default_target, solve_folding
 from eiex.sw.images.xnor.image import (XnorImage, XnorLayer, pack_thresholds, pack_weights, signed_bits, unpack_thresholds,
                                 unpack_weights)
 
@@ -60,6 +60,18 @@ def test_packing_by_hand():
     assert pack_thresholds(layer) == [[3, 7], [0b1110, 0]]
 
 
+def test_packing_by_hand_more_pes_than_rows_and_lanes_than_columns():
+    # M = 3, K = 5, P = 4, S = 7 (spec section 4 allows P > M and S > K): NF = SF = 1; PE p holds row p
+    # in lanes 0 .. 4, lanes 5 and 6 are padding columns, PE 3 holds only padding row 3
+    layer = XnorLayer("fc1", 5, 3, 4, 7, "hidden", 4, HAND, np.array([3, -2, 7]))
+    assert (layer.nf, layer.sf) == (1, 1)
+    # row 0: + - + + -   row 1: - - + - +   row 2: + + - - +   (bit i: column i)
+    assert pack_weights(layer) == [[0b0001101], [0b0010100], [0b0010011], [0]]
+    assert pack_thresholds(layer) == [[3], [0b1110], [7], [0]]
+    assert np.array_equal(unpack_weights(pack_weights(layer), 3, 5, 4, 7), HAND)
+    assert unpack_thresholds([[3], [0b1110], [7], [0b0101]], 3, 4, 4).tolist() == [3, -2, 7]  # padding: any value
+
+
 def reference_weight_words(layer):
     """Section 4's table read literally, one bit at a time."""
     m, k, p_count, s = layer.out_features, layer.in_features, layer.pe, layer.simd
@@ -89,8 +101,9 @@ def reference_threshold_words(layer):
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 13), k=st.integers(1, 150), data=st.data(),
        thr_bits=st.sampled_from([2, 3, 7, 32, 63, 64]))
 def test_pack_matches_spec_and_unpack_inverts(seed, m, k, data, thr_bits):
-    p = data.draw(st.integers(1, m), label="pe")
-    s = data.draw(st.one_of(st.integers(1, min(k, 9)), st.integers(1, k)), label="simd")  # S > 64: wide words
+    # P > M and S > K too (spec section 4: whole PEs and lanes of padding); S > 64: wide words
+    p = data.draw(st.one_of(st.integers(1, m), st.integers(m + 1, m + 5)), label="pe")
+    s = data.draw(st.one_of(st.integers(1, min(k, 9)), st.integers(1, k), st.integers(k + 1, k + 70)), label="simd")
     rng = np.random.default_rng(seed)
     layer = random_layer(rng, m, k, p, s, thr_bits=thr_bits)
     layer.thresholds[0] = -(1 << (thr_bits - 1))  # the extremes of the width
@@ -125,6 +138,22 @@ def test_unpack_refuses_padding_bits_and_wrong_depths():
         unpack_thresholds([[3], [14, 0]], 3, 2, 4)
     # padding thresholds may hold any value
     assert unpack_thresholds([[3, 7], [14, 9]], 3, 2, 4).tolist() == [3, -2, 7]
+
+
+def test_unpack_refuses_padding_bits_of_padding_pes_and_lanes():
+    """P > M, S > K: a 1 in a PE that holds only padding rows, or in a lane beyond K, is refused."""
+    words = pack_weights(XnorLayer("fc1", 5, 3, 4, 7, "hidden", 4, HAND, np.array([3, -2, 7])))
+    pe = [list(ws) for ws in words]
+    pe[3][0] = 0b100  # PE 3 holds only padding row 3
+    with pytest.raises(EiexError, match=r"^l1.pe3.weights: padding bit 2 of word 0 is 1 \(row 3, column 2 of a 3 x 5 "
+                                        r"layer\); padding bits must be 0$"):
+        unpack_weights(pe, 3, 5, 4, 7, layer_index=1)
+    lane = [list(ws) for ws in words]
+    lane[1][0] |= 0b1000000  # lane 6 of row 1: a padding column
+    with pytest.raises(EiexError, match=r"^l0.pe1.weights: padding bit 6 of word 0 is 1 \(row 1, column 6 "):
+        unpack_weights(lane, 3, 5, 4, 7)
+    with pytest.raises(EiexError, match=r"^layer 0: 3 weight memories, expected pe = 4$"):
+        unpack_weights(words[:3], 3, 5, 4, 7)
 
 
 def test_signed_bits():
@@ -250,8 +279,20 @@ def test_folding_overrides():
     assert choose_folding(shapes, simd=[16, 256], target_interval=1000) == [(13, 16), (1, 256)]
     with pytest.raises(EiexError, match="^pe gives 1 values for 2 layers$"):
         choose_folding(shapes, pe=[8])
-    with pytest.raises(EiexError, match=r"^layer fc2: simd must be an integer from 1 to 256 \(in_features\), not 512$"):
-        choose_folding(shapes, simd=[1, 512])
+    # above a layer's size (spec section 4: padding PEs and lanes), up to MAX_PADDED_OVERRIDE
+    assert choose_folding(shapes, pe=[8, 16], simd=[32, 300]) == [(8, 32), (16, 300)]
+    assert choose_folding(shapes, pe=[300, 16], target_interval=10) == [(300, 79), (16, 26)]  # NF = 1: SF <= 10
+    assert choose_folding(shapes, simd=[1000, 512], target_interval=10) == [(26, 1000), (1, 512)]  # SF = 1
+    assert choose_folding([(5000, 3)], pe=[5000], simd=[MAX_PADDED_OVERRIDE]) == [(5000, MAX_PADDED_OVERRIDE)]
+    with pytest.raises(EiexError, match=r"^layer fc2: simd must be an integer from 1 to 4096 \(the larger of "
+                                        r"in_features 256 and 4096\), not 4097$"):
+        choose_folding(shapes, simd=[1, MAX_PADDED_OVERRIDE + 1])
+    with pytest.raises(EiexError, match=r"^layer fc1: pe must be an integer from 1 to 5000 \(the larger of "
+                                        r"out_features 5000 and 4096\), not 5001$"):
+        choose_folding([(5000, 3)], pe=[5001])
+    with pytest.raises(EiexError, match=r"^layer fc1: pe must be an integer from 1 to 4096 \(the larger of "
+                                        r"out_features 256 and 4096\), not 0$"):
+        choose_folding(shapes, pe=[0, 1])
     with pytest.raises(EiexError, match="^layer fc1: with pe 1, NF = 256 already exceeds the target interval 100; "):
         choose_folding(shapes, pe=[1, 1], target_interval=100)
     with pytest.raises(EiexError, match="^layer fc1: pe 1 and simd 1 take 200704 cycles, more than the target interval 10$"):
@@ -295,6 +336,8 @@ def test_image_from_folded():
     single = {k: v for k, v in folded().items() if k in ("w0", "scale", "bias", "input_threshold")}
     single["w0"], single["scale"], single["bias"] = single["w0"][:3], np.ones(3), np.zeros(3)
     assert [l.kind for l in image_from_folded(single).layers] == ["output"]
+    # one pe for every layer, above fc2's 3 rows (spec section 4): NF = 1, padding PEs 3 .. 7
+    assert [(l.pe, l.nf) for l in image_from_folded(folded(), pe=[8, 8]).layers] == [(8, 1), (8, 1)]
 
 
 def drop(key):
@@ -356,8 +399,7 @@ LAYER_ERRORS = [
     (dict(name=""), "^layer name must be a non-empty string, not ''$"),
     (dict(in_features=0), "^layer fc1: in_features must be a positive integer, not 0$"),
     (dict(pe=2.0), "^layer fc1: pe must be a positive integer, not 2.0$"),
-    (dict(pe=4), r"^layer fc1: pe 4 exceeds out_features 3 \(PEs 3 .. 3 would hold only padding rows\)$"),
-    (dict(simd=6), r"^layer fc1: simd 6 exceeds in_features 5 \(lanes 5 .. 5 would hold only padding columns\)$"),
+    (dict(simd=0), "^layer fc1: simd must be a positive integer, not 0$"),
     (dict(kind="input"), "^layer fc1: kind 'input' is not 'hidden' or 'output'$"),
     (dict(thr_bits=1), "^layer fc1: thr_bits must be an integer from 2 to 64, not 1$"),
     (dict(thr_bits=65), "^layer fc1: thr_bits must be an integer from 2 to 64, not 65$"),
@@ -376,6 +418,14 @@ LAYER_ERRORS = [
 def test_layer_validated(changes, message):
     with pytest.raises(EiexError, match=message):
         XnorLayer(**layer_args(**changes))
+
+
+@pytest.mark.parametrize("pe, simd", [(4, 2), (2, 6), (3, 5), (64, 100)])
+def test_more_pes_than_rows_and_lanes_than_columns_are_valid(pe, simd):
+    """Spec section 4 allows P > M and S > K (NF or SF is then 1); they used to be refused."""
+    layer = XnorLayer(**layer_args(pe=pe, simd=simd))
+    assert (layer.nf, layer.sf) == (math.ceil(3 / pe), math.ceil(5 / simd))
+    assert layer.to_json()["pe"] == pe and layer.to_json()["simd"] == simd
 
 
 def test_image_validated():

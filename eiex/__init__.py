@@ -14,10 +14,17 @@ from eiex.errors import EiexError
 
 __version__ = "0.1.0"
 __all__ = ["EiexError", "binarize", "build", "compress", "export_eie", "export_xnor", "get_engine", "load_image",
-           "simulate", "to_verilog", "write_binarized", "write_compressed", "write_image", "Stats", "ENGINES"]
+           "simulate", "to_verilog", "write_binarized", "write_compressed", "write_image", "Stats", "ENGINES",
+           "BinaryInput", "BinaryLinear", "BinaryActivation"]
+#: the binarized layers a user builds a BNN from (``eiex binarize --model FILE.py:FUNCTION``)
+LAYERS = ("BinaryInput", "BinaryLinear", "BinaryActivation")
 
 
 def __getattr__(name):
+    if name in LAYERS:
+        from eiex.sw.binarize import layers
+
+        return getattr(layers, name)
     if name in __all__:
         from eiex import api
 

@@ -3,7 +3,7 @@
     import eiex
 
     result = eiex.compress("lenet300", "mnist5k", seed=0)          # Deep Compression
-    eiex.write_compressed(result, "out/lenet300")
+    result.save("out/lenet300")                                    # what eiex compress writes
     image = eiex.export_eie("out/lenet300", n_pe=8)                # an EIE image
     outputs, stats = eiex.simulate("eie", image, x, simulator="verilator")
     report = eiex.build("eie", image, part="ecp5-85k", out="out/build")
@@ -15,28 +15,75 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH
 from eiex.sim.engines import ENGINES, Engine, engine_of, get_engine
 from eiex.sim.simulate import SIMULATORS, Stats, simulate
-from eiex.sw.binarize.pipeline import binarize
-from eiex.sw.binarize.pipeline import write_outputs as write_binarized
-from eiex.sw.compress.pipeline import compress
-from eiex.sw.compress.pipeline import write_outputs as write_compressed_folder
 
 __all__ = ["ENGINES", "SIMULATORS", "Engine", "Stats", "binarize", "build", "compress", "export_eie", "export_xnor",
            "get_engine", "load_image", "simulate", "to_verilog", "write_binarized", "write_compressed",
            "write_image"]
 
 
+def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: int = 0, weights=None,
+             data_dir=None, log=print):
+    """Deep Compression of ``model``: a built-in name (``lenet300``, ``lenet5``), ``FILE.py:FUNCTION``
+    or a ``torch.nn.Module`` built from the layers eiex compresses.
+
+    The data is ``dataset`` (``mnist5k``, ``mnist``, ``fashion`` or an npz path; default
+    ``mnist5k``) or the arrays ``train=(x, y)`` and ``test=(x, y)``. ``recipe``: a TOML path or a
+    dict of its tables, over the model's recipe. ``weights``: a state_dict file or an npz of
+    ``w0, b0, ...`` that replaces dense training. The result's ``save(out)`` writes what
+    ``eiex compress`` writes.
+    """
+    from eiex.sw.compress.pipeline import compress as run_pipeline
+
+    return run_pipeline(model, _dataset(dataset, train, test), data_dir=data_dir, recipe_path=recipe, seed=seed,
+                        dense_weights=weights, log=log)
+
+
+def binarize(model="bnn-mlp", dataset=None, *, train=None, test=None, seed: int = 0, mode: str | None = None,
+             hidden=None, threads: int | None = None, log=print):
+    """Train a binarized MLP and fold it into integer thresholds: ``model`` is a built-in name
+    (``bnn-mlp``, ``bnn-lfc``), ``FILE.py:FUNCTION`` or a module built from ``eiex.BinaryInput``,
+    ``eiex.BinaryLinear``, ``torch.nn.BatchNorm1d`` (and ``eiex.BinaryActivation``, dropout).
+    The data as for :func:`compress` (uint8 pixels). The result's ``save(out)`` writes what
+    ``eiex binarize`` writes (``binary.npz``, ``report.json``)."""
+    from eiex.sw.binarize.pipeline import DEFAULT_MODE, DEFAULT_THREADS
+    from eiex.sw.binarize.pipeline import binarize as run_pipeline
+
+    return run_pipeline(model, _dataset(dataset, train, test), seed=seed, mode=DEFAULT_MODE if mode is None else mode,
+                        hidden=hidden, threads=DEFAULT_THREADS if threads is None else threads, log=log)
+
+
+def write_binarized(result, out, force: bool = False) -> Path:
+    """Write a :func:`binarize` result as an ``eiex binarize`` output folder (``result.save``)."""
+    return result.save(out, force)
+
+
+def _dataset(dataset, train, test):
+    """``dataset`` (a name or npz path, default mnist5k) or a dataset of the arrays ``train``, ``test``."""
+    from eiex.sw.data import dataset_from_arrays
+
+    if train is None and test is None:
+        return "mnist5k" if dataset is None else dataset
+    if dataset is not None or train is None or test is None:
+        raise EiexError("give either dataset, or both train=(x, y) and test=(x, y)")
+    return dataset_from_arrays(_split_arrays(train, "train") | _split_arrays(test, "test"), "arrays")
+
+
+def _split_arrays(pair, split: str) -> dict:
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise EiexError(f"{split} must be a pair (x, y) of inputs and labels")
+    return {f"x_{split}": pair[0], f"y_{split}": pair[1]}
+
+
 def write_compressed(result, out, force: bool = False) -> Path:
-    """Write a :func:`compress` result as an ``eiex compress`` output folder, whole or not at all."""
-    from eiex.sw.atomic import atomic_output_dir
-
-    with atomic_output_dir(out, force) as folder:
-        write_compressed_folder(result, folder)
-    return Path(out)
+    """Write a :func:`compress` result as an ``eiex compress`` output folder (``result.save``)."""
+    return result.save(out, force)
 
 
-def export_eie(model_folder, n_pe: int = 8, *, balance: bool = False, **engine_params):
+def export_eie(model_folder, n_pe: int = DEFAULT_PES, *, balance: bool = False, **engine_params):
     """The EIE image of an ``eiex compress`` output folder (``engine_params``: ``idx_bits``,
     ``act_bits``, ...; see ``eie-image.md``)."""
     from eiex.sw.images.eie.export import export_model_folder
@@ -44,13 +91,14 @@ def export_eie(model_folder, n_pe: int = 8, *, balance: bool = False, **engine_p
     return export_model_folder(model_folder, n_pe, balance=balance, **engine_params)
 
 
-def export_xnor(model_folder, *, pe=None, simd=None, target_interval=None):
+def export_xnor(model_folder, *, pe=None, simd=None, target_interval=None, fire: str = "ge"):
     """The XNOR image of an ``eiex binarize`` output folder, folded per layer by ``pe``/``simd``
-    or to a target interval (default: the exporter's choice for 64 lanes)."""
+    or to a target interval (default: the exporter's choice for 64 lanes); ``fire="gt"`` reads
+    thresholds as finn-hlslib's ``acc > T``."""
     from eiex.sw.images.xnor.export import image_from_folded, read_binarized_folder
 
     arrays, source = read_binarized_folder(model_folder)
-    return image_from_folded(arrays, pe=pe, simd=simd, target_interval=target_interval, source=source)
+    return image_from_folded(arrays, pe=pe, simd=simd, target_interval=target_interval, source=source, fire=fire)
 
 
 def write_image(image, out, formats=("hex",), force: bool = False) -> dict:
@@ -63,7 +111,7 @@ def load_image(engine: str, folder):
     return get_engine(engine).load_image(folder)
 
 
-def to_verilog(engine: str, image, *, queue_depth: int = 8, preload: bool = False) -> str:
+def to_verilog(engine: str, image, *, queue_depth: int = DEFAULT_QUEUE_DEPTH, preload: bool = False) -> str:
     """The Verilog of ``engine`` sized for ``image``; ``preload``: memories initialized from it."""
     spec = get_engine(engine)
     spec.check_image(image)
@@ -71,7 +119,7 @@ def to_verilog(engine: str, image, *, queue_depth: int = 8, preload: bool = Fals
     return spec.to_verilog(hw, init=spec.memory_contents(image, hw) if preload else None)
 
 
-def build(engine: str, image, *, part: str, out, queue_depth: int = 8, preload: bool = False,
+def build(engine: str, image, *, part: str, out, queue_depth: int = DEFAULT_QUEUE_DEPTH, preload: bool = False,
           speed: int | None = None, freq: float | None = None, seed: int | None = None, force: bool = False,
           log=print) -> dict:
     """Synthesize, place and route ``engine`` sized for ``image`` on ``part`` (``eiex build

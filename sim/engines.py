@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class Engine:
     write_image: Callable
     #: ``check_inputs(image, x)``: ``x`` as the engine's input integers, or an EiexError
     check_inputs: Callable
+    #: ``from_raw(image, raw)``: raw samples (pixels, any shape per sample) as the engine's inputs,
+    #: converted by the image's own input section
+    from_raw: Callable
     #: ``golden(image, x)``: the bit-exact outputs
     golden: Callable
     #: ``classes(image, outputs)``: the predicted class of each output vector
@@ -66,6 +70,17 @@ class Engine:
     #: the cocotb bench module and the top-level name its Verilog gets
     cocotb_bench: str
     top: str
+
+    @staticmethod
+    def check_labels(labels, n: int) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise EiexError(f"labels must be {n} integers, one per input, not {labels.dtype} {labels.shape}")
+        return labels
+
+    def accuracy(self, image, outputs, labels) -> float:
+        """The fraction of ``outputs`` whose predicted class is the label."""
+        return float(np.mean(self.classes(image, outputs) == self.check_labels(labels, len(outputs))))
 
     def check_image(self, image) -> None:
         if not isinstance(image, self.image_type()):
@@ -99,6 +114,23 @@ def _eie_check(image, x):
     return golden.check_inputs(image, x)
 
 
+def _flat_raw(raw, inputs: int) -> np.ndarray:
+    raw = np.asarray(raw)
+    if raw.ndim < 2 or int(np.prod(raw.shape[1:])) != inputs:
+        raise EiexError(f"raw inputs must be (samples, ...) with {inputs} values per sample, not {raw.shape}")
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise EiexError(f"raw inputs must be real numbers, not {raw.dtype}")
+    if np.issubdtype(raw.dtype, np.floating) and not np.all(np.isfinite(raw)):
+        raise EiexError("raw inputs contain NaN or infinite values")
+    return raw.reshape(len(raw), inputs)
+
+
+def _eie_raw(image, raw):
+    from eiex.hw.eie import golden
+
+    return golden.quantize_input(image, _flat_raw(raw, image.inputs))
+
+
 def _eie_golden(image, x):
     from eiex.hw.eie import golden
 
@@ -109,7 +141,7 @@ def _eie_classes(image, y):
     return np.argmax(y, axis=1)
 
 
-def _eie_hardware(image, queue_depth: int = 8):
+def _eie_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH):
     from eiex.hw.eie.params import HwParams
 
     hw = HwParams.for_image(image, queue_depth=queue_depth)
@@ -195,6 +227,12 @@ def _xnor_check(image, x):
     return golden.check_bits(image, x)
 
 
+def _xnor_raw(image, raw):
+    from eiex.hw.xnor import golden
+
+    return golden.binarize_input(image, _flat_raw(raw, image.inputs))
+
+
 def _xnor_golden(image, x):
     from eiex.hw.xnor import golden
 
@@ -207,7 +245,7 @@ def _xnor_classes(image, y):
     return np.argmax(golden.scores(image, y), axis=1)  # scale * y + bias, xnor-image.md section 6
 
 
-def _xnor_hardware(image, queue_depth: int = 8):
+def _xnor_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH):
     from eiex.hw.xnor.memory_map import engine_for
 
     return engine_for(image)
@@ -264,13 +302,13 @@ def _xnor_cocotb_stats(image, bits, results: dict):
 ENGINES: dict[str, Engine] = {
     "eie": Engine(
         name="eie", title="EIE sparse engine", image_type=_eie_image_type, load_image=_eie_load, write_image=_eie_write,
-        check_inputs=_eie_check, golden=_eie_golden, classes=_eie_classes, hardware=_eie_hardware,
+        check_inputs=_eie_check, from_raw=_eie_raw, golden=_eie_golden, classes=_eie_classes, hardware=_eie_hardware,
         memory_contents=_eie_memory, to_verilog=_eie_verilog, component=_eie_component,
         throughput=_eie_throughput, amaranth=_eie_amaranth, cocotb_job=_eie_cocotb_job,
         cocotb_stats=_eie_cocotb_stats, cocotb_bench="eiex.sim.testbenches.eie", top="eie_engine"),
     "xnor": Engine(
         name="xnor", title="XNOR binary engine", image_type=_xnor_image_type, load_image=_xnor_load, write_image=_xnor_write,
-        check_inputs=_xnor_check, golden=_xnor_golden, classes=_xnor_classes, hardware=_xnor_hardware,
+        check_inputs=_xnor_check, from_raw=_xnor_raw, golden=_xnor_golden, classes=_xnor_classes, hardware=_xnor_hardware,
         memory_contents=_xnor_memory, to_verilog=_xnor_verilog, component=_xnor_component,
         throughput=_xnor_throughput, amaranth=_xnor_amaranth,
         cocotb_job=_xnor_cocotb_job, cocotb_stats=_xnor_cocotb_stats, cocotb_bench="eiex.sim.testbenches.xnor",

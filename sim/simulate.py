@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
 from eiex.sim.engines import get_engine
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
@@ -61,7 +62,7 @@ def check_simulator(simulator) -> None:
         raise EiexError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
 
 
-def simulate(engine, image, inputs, *, simulator: str = "amaranth", queue_depth: int = 8, preload: bool = False,
+def simulate(engine, image, inputs, *, simulator: str = "amaranth", queue_depth: int = DEFAULT_QUEUE_DEPTH, preload: bool = False,
              in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0, **options) -> tuple[np.ndarray, Stats]:
     """Outputs ``(samples, outputs)`` (int64) of ``image`` on ``engine`` for ``inputs`` and the run's
     :class:`Stats`.

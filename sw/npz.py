@@ -1,4 +1,4 @@
-"""Reading weight files (``w0, b0, ...`` npz) with one clear error for every way they fail."""
+"""Reading npz files (weights ``w0, b0, ...``, datasets) with one clear error for every way they fail."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 from eiex.errors import EiexError
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+def read_npz(path: str | Path, what: str = "weights file") -> dict[str, np.ndarray]:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
-        raise EiexError(f"weights file {path} not found") from None
+        raise EiexError(f"{what} {path} not found") from None
     except (OSError, ValueError, EOFError) as e:
         raise EiexError(f"cannot read {path} as an npz file: {e}") from None

@@ -18,22 +18,29 @@ from eiex.sw.data import InputNorm, Split
 from eiex.errors import EiexError
 
 
+#: ``constant``: ``lr`` throughout; ``cosine``: from ``lr`` down to 0 over the run, a step per batch
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int
     lr: float
     batch_size: int = 64
     weight_decay: float = 0.0
+    schedule: str = "constant"
 
 
 @dataclass(frozen=True)
 class Tensors:
-    x: torch.Tensor  # float32 (n, 1, 28, 28), normalised
+    x: torch.Tensor  # float32, normalised: (n, 1, H, W) for single-channel images, else as stored
     y: torch.Tensor  # int64 (n,)
 
     @classmethod
     def of(cls, split: Split, norm: InputNorm) -> "Tensors":
-        x = torch.from_numpy(norm.apply(split.images)).unsqueeze(1)
+        x = torch.from_numpy(norm.apply(split.images))
+        if x.dim() == 3:  # (n, H, W) images get their channel axis, as Conv2d expects
+            x = x.unsqueeze(1)
         return cls(x, torch.from_numpy(split.labels))
 
 
@@ -76,11 +83,16 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     n = len(data.y)
+    steps = config.epochs * math.ceil(n / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1)) \
+        if config.schedule == "cosine" else None
     for _ in tqdm(range(config.epochs), desc=desc, leave=False, disable=None):
         model.train()
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
+            if len(batch) == 1 and n > 1:
+                continue  # batch norm cannot train on one sample; the next epoch's order differs
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(data.x[batch]), data.y[batch])
             if not math.isfinite(loss.item()):
@@ -89,6 +101,8 @@ def fit(
             if before_step is not None:
                 before_step()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             if after_step is not None:
                 after_step()
 

@@ -23,6 +23,11 @@ def add_parser(sub) -> None:
                    help="digits also run on the RTL to check the cycle model, per row order (default 2)")
     add_output(p)
     p.set_defaults(func=run_eie_balance)
+    p = benches.add_parser("mnist", help="Deep Compression's MNIST table on the real MNIST test set (minutes per model)")
+    p.add_argument("--models", type=lambda text: tuple(text.split(",")), default=("lenet300", "lenet5"),
+                   help="comma-separated, from lenet300, lenet5 (default both)")
+    add_output(p, default=Path("out/bench-mnist"), required=False)
+    p.set_defaults(func=run_mnist)
 
 
 def run(args) -> int:
@@ -40,7 +45,7 @@ def run(args) -> int:
     for key in HEADLINE_KEYS:
         value = result[key]
         if value is None:
-            value = "not measured (place and route runs in the full bench only)"
+            value = "not measured (the full bench only: place and route, full MNIST)"
         print(f"{key:<{width}}  {value:.4g}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     print(f"plots and bench.json in {args.out}/")
     return 0
@@ -68,4 +73,21 @@ def run_eie_balance(args) -> int:
         print(f"RTL spot check: {len(result['rtl_checks'])} runs on the Amaranth simulator, compute_cycles "
               "equal to the cycle model's")
     print(f"curves in {args.out}/balance.png, data in balance.csv and balance.json")
+    return 0
+
+
+def run_mnist(args) -> int:
+    from eiex.sim.benchmarks import mnist
+    from eiex.sw.atomic import atomic_output_dir, check_output_dir
+
+    unknown = [m for m in args.models if m not in mnist.MODELS]
+    if unknown:
+        raise EiexError(f"unknown model {unknown[0]!r} for bench mnist; choose from {', '.join(mnist.MODELS)}")
+    check_output_dir(args.out, args.force)
+    with atomic_output_dir(args.out, args.force) as folder:
+        result = mnist.run_mnist(folder, args.models, log=log)
+    print(mnist.markdown(result["mnist_rows"]), end="")
+    for key in mnist.mnist_keys(args.models):
+        print(f"{key}  {result[key]:.4g}")
+    print(f"mnist.json, mnist.md and each model's compress output in {args.out}/")
     return 0

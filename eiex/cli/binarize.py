@@ -1,25 +1,25 @@
-"""``eiex binarize``: train a binarized MLP and fold it into integer thresholds."""
+"""``eiex binarize``: train a binarized MLP (built in, or a user's) and fold it into integer thresholds."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from eiex.cli.common import add_output, add_seed, int_list, log
-from eiex.sw.binarize.layers import DEFAULT_HIDDEN, DEFAULT_MODE, FOLDABLE_MODES
+from eiex.cli.common import add_dataset, add_output, add_seed, int_list, log
+from eiex.sw.binarize.layers import DEFAULT_MODE, FOLDABLE_MODES, MODEL_HIDDEN
 from eiex.sw.binarize.layers import MODELS as BINARY_MODELS
 from eiex.sw.binarize.pipeline import DEFAULT_THREADS
-from eiex.sw.data import DATASETS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("binarize", help="train a binarized network and fold it to integer thresholds")
-    p.add_argument("--model", required=True, choices=BINARY_MODELS)
-    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
-    p.add_argument("--data-dir", type=Path, help="folder of the MNIST IDX files (--dataset mnist)")
+    p.add_argument("--model", required=True, metavar="|".join(BINARY_MODELS) + "|FILE.py:FUNCTION",
+                   help="a built-in binarized MLP (bnn-lfc: FINN's LFC size, 784-1024-1024-1024-10), or a Python "
+                        "file's function that returns a model built from eiex's binarized layers")
+    add_dataset(p)
     p.add_argument("--mode", default=DEFAULT_MODE, choices=FOLDABLE_MODES,
-                   help=f"bnn (sign weights) or xnor (plus XNOR-Net scaling alpha); default {DEFAULT_MODE}")
-    p.add_argument("--hidden", type=int_list, default=list(DEFAULT_HIDDEN),
-                   help=f"hidden layer widths (default {','.join(map(str, DEFAULT_HIDDEN))})")
+                   help=f"built-in models: bnn (sign weights) or xnor (plus XNOR-Net scaling alpha); default "
+                        f"{DEFAULT_MODE}")
+    p.add_argument("--hidden", type=int_list,
+                   help="built-in models: hidden layer widths (default: the model's, " +
+                        "; ".join(f"{m} {','.join(map(str, h))}" for m, h in MODEL_HIDDEN.items()) + ")")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch threads; pinned because results depend on it (default {DEFAULT_THREADS})")
     add_seed(p)
@@ -32,7 +32,8 @@ def run(args) -> int:
 
     result = run_binarize(
         args.out, force=args.force, model_name=args.model, dataset_name=args.dataset, data_dir=args.data_dir,
-        seed=args.seed, mode=args.mode, hidden=tuple(args.hidden), threads=args.threads, log=log,
+        seed=args.seed, mode=args.mode, hidden=None if args.hidden is None else tuple(args.hidden), threads=args.threads,
+        log=log,
     )
     r = result.report
     print(f"{args.model} {'-'.join(map(str, r['layers']))} ({r['mode']}): float {r['float_accuracy']:.2%}, "

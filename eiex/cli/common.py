@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH
 from eiex.sw.images.memfiles import FORMATS
+from eiex.sw.images.xnor.folding import xnor_lanes
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,6 +81,17 @@ def read_inputs(path: Path):
         raise EiexError(f"cannot read {path} as a .npy array: {e}") from None
 
 
+def engine_inputs(spec, image, args):
+    """The engine's inputs from ``--input`` (its own format) or ``--raw-input`` (converted by the
+    image's input section), and the ``--labels`` if given."""
+    if args.raw_input is not None:
+        inputs = spec.from_raw(image, read_inputs(args.raw_input))
+    else:
+        inputs = spec.check_inputs(image, read_inputs(args.input))
+    labels = None if args.labels is None else spec.check_labels(read_inputs(args.labels), len(inputs))
+    return inputs, labels
+
+
 # ---- option groups -----------------------------------------------------------------------------
 
 def add_output(p, what: str = "output folder", *, required: bool = True, default: Path | None = None) -> None:
@@ -90,12 +103,31 @@ def add_output(p, what: str = "output folder", *, required: bool = True, default
     p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
 
 
+def add_dataset(p) -> None:
+    """``--dataset`` (a name or a user's npz) and ``--data-dir`` (IDX files instead of the packaged ones)."""
+    from eiex.sw.data import DATASETS
+
+    p.add_argument("--dataset", default="mnist5k", metavar="|".join(DATASETS) + "|FILE.npz",
+                   help="mnist5k (bundled, default), mnist (60,000/10,000), fashion (Fashion-MNIST), or an npz "
+                        "with x_train, y_train, x_test, y_test")
+    p.add_argument("--data-dir", type=Path, help="folder of IDX files to read for mnist or fashion instead")
+
+
+def add_inputs(p, x_help: str) -> None:
+    """``--input`` or ``--raw-input``, and ``--labels``."""
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", type=Path, help=f"X.npy: (samples, inputs) {x_help}")
+    given.add_argument("--raw-input", type=Path, help="X.npy: (samples, ...) raw pixels, converted by the image's "
+                       "input section")
+    p.add_argument("--labels", type=Path, help="Y.npy: (samples,) integer labels; prints and records the accuracy")
+
+
 def add_seed(p) -> None:
     p.add_argument("--seed", type=seed, default=0)
 
 
 def add_queue_depth(p, prefix: str = "") -> None:
-    p.add_argument("--queue-depth", type=int, default=8,
+    p.add_argument("--queue-depth", type=int, default=DEFAULT_QUEUE_DEPTH,
                    help=f"{prefix}activation queue entries per PE, at least 2 (default 8)")
 
 
@@ -126,7 +158,8 @@ def add_folding(p) -> None:
 def add_eie_engine(p) -> None:
     """The EIE engine's sizing options: an image, or the engine parameters."""
     p.add_argument("--images", type=Path, help="size the engine for this image (and --preload its memories)")
-    p.add_argument("--pes", type=int, default=8, help="processing elements, without --images (default 8)")
+    p.add_argument("--pes", type=int, default=DEFAULT_PES,
+                   help=f"processing elements, without --images (default {DEFAULT_PES})")
     add_engine_params(p)
     for name, default in (("max-width", 1024), ("max-layers", 4), ("spmat-depth", 4096), ("ptr-depth", 2048),
                           ("bias-depth", 512)):
@@ -148,7 +181,7 @@ def add_xnor_engine(p) -> None:
 # ---- engines from the options ------------------------------------------------------------------
 
 def describe_folding(layers) -> str:
-    lanes = sum(layer.pe * layer.simd for layer in layers)
+    lanes = xnor_lanes(layers)
     return (", ".join(f"{layer.in_features}->{layer.out_features} pe {layer.pe} simd {layer.simd} "
                       f"(NF*SF {-(-layer.out_features // layer.pe) * -(-layer.in_features // layer.simd)})"
                       for layer in layers) + f"; {lanes} lanes")
@@ -213,7 +246,7 @@ def eie_params(hw) -> dict:
 
 
 def xnor_params(layers) -> dict:
-    return {"engine": "xnor", "layers": [vars(g) for g in layers], "lanes": sum(g.pe * g.simd for g in layers)}
+    return {"engine": "xnor", "layers": [vars(g) for g in layers], "lanes": xnor_lanes(layers)}
 
 
 @dataclass(frozen=True)

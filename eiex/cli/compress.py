@@ -1,21 +1,21 @@
-"""``eiex compress``: Deep Compression of a built-in model on a dataset."""
+"""``eiex compress``: Deep Compression of a built-in or user's model on a dataset."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import add_output, add_seed, log
-from eiex.sw.data import DATASETS
+from eiex.cli.common import add_dataset, add_output, add_seed, log
 from eiex.sw.models import MODELS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compress", help="Deep Compression: prune, share weights, Huffman-code")
-    p.add_argument("--model", required=True, choices=sorted(MODELS))
-    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
-    p.add_argument("--data-dir", type=Path, help="folder of the MNIST IDX files (--dataset mnist)")
-    p.add_argument("--recipe", type=Path, help="TOML file overriding the built-in recipe")
-    p.add_argument("--weights", type=Path, help="npz of trained dense weights (w0, b0, ...): skip dense training")
+    p.add_argument("--model", required=True, metavar="|".join(sorted(MODELS)) + "|FILE.py:FUNCTION",
+                   help="a built-in model, or a Python file's function that returns a torch.nn.Module")
+    add_dataset(p)
+    p.add_argument("--recipe", type=Path, help="TOML file overriding the built-in (or default) recipe")
+    p.add_argument("--weights", type=Path,
+                   help="trained dense weights: a state_dict (.pt) or an npz of w0, b0, ...; skips dense training")
     add_seed(p)
     add_output(p)
     p.set_defaults(func=run)

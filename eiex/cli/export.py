@@ -6,6 +6,7 @@ from pathlib import Path
 
 from eiex.cli.common import add_engine_params, add_folding, add_output, describe_folding, engine_overrides, \
     engine_subparsers, formats
+from eiex.hw.eie.params import DEFAULT_PES
 
 FORMATS_HELP = "comma list of hex,bin,coe,mif,ihex (hex always)"
 
@@ -16,7 +17,7 @@ def add_parser(sub) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="an eiex compress output folder")
     source.add_argument("--npz", type=Path, help="weights w0, b0, w1, b1, ... (optional boolean relu)")
-    p.add_argument("--pes", type=int, default=8, help="processing elements (default 8)")
+    p.add_argument("--pes", type=int, default=DEFAULT_PES, help=f"processing elements (default {DEFAULT_PES})")
     p.add_argument("--formats", type=formats, default=("hex",), help=FORMATS_HELP)
     p.add_argument("--huffman", type=int, nargs="?", const=16, default=None, metavar="MAX_LEN",
                    help="also write Huffman-coded entry streams (longest code, default 16)")
@@ -30,6 +31,9 @@ def add_parser(sub) -> None:
     source.add_argument("--model", type=Path, help="an eiex binarize output folder")
     source.add_argument("--npz", type=Path, help="folded arrays w0, w1, ..., t0, ..., scale, bias, input_threshold")
     add_folding(p)
+    p.add_argument("--fire", choices=("ge", "gt"), default="ge",
+                   help="what the thresholds mean: a row fires on acc >= T (eiex, the default) or acc > T "
+                        "(finn-hlslib)")
     p.add_argument("--formats", type=formats, default=("hex",), help=FORMATS_HELP)
     add_output(p, "image folder")
     p.set_defaults(func=run_xnor)
@@ -71,7 +75,8 @@ def run_xnor(args) -> int:
         arrays, source = read_binarized_folder(args.model)
     else:
         arrays, source = read_npz(args.npz), str(args.npz)
-    image = image_from_folded(arrays, pe=args.pe, simd=args.simd, target_interval=args.target_interval, source=source)
+    image = image_from_folded(arrays, pe=args.pe, simd=args.simd, target_interval=args.target_interval, source=source,
+                              fire=args.fire)
     write_image(image, args.out, formats=args.formats, force=args.force)
     print(f"XNOR image in {args.out}: {describe_folding(image.layers)}; ideal interval {ideal_interval(image)} "
           f"cycles per image; formats {','.join(args.formats)}")

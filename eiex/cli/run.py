@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import add_queue_depth, engine_subparsers, log, read_inputs
+from eiex.cli.common import add_inputs, add_queue_depth, engine_inputs, engine_subparsers, log
 from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
 
 
 def add_parser(sub) -> None:
@@ -20,9 +21,8 @@ def add_parser(sub) -> None:
         p.add_argument("--baud", type=int, default=3_000_000, help="with --port: the line's baud rate (default "
                        "3000000, what eiex build --board makes)")
         p.add_argument("--images", type=Path, required=True, help=f"an {name.upper()} image folder")
-        p.add_argument("--input", type=Path, required=True, help=f"X.npy: (samples, inputs) {x_help}")
+        add_inputs(p, x_help)
         p.add_argument("--out", type=Path, required=True, help="Y.npy to write: (samples, outputs)")
-        p.add_argument("--labels", type=Path, help="L.npy: (samples,) labels, for the accuracy")
         p.add_argument("--stats", type=Path, help="S.json to write: wire bytes, link and engine rates, counters")
         p.add_argument("--preload", action="store_true", help="with --sim: the image in the simulated "
                        "bitstream (nothing to load over the link)")
@@ -40,13 +40,13 @@ def run(args) -> int:
     import numpy as np
 
     from eiex.driver import Device
-    from eiex.flows.run import check_inputs, run_over_link, simulated_link, summary_line
+    from eiex.flows.run import run_over_link, simulated_link, summary_line
     from eiex.sim.engines import get_engine
     from eiex.sw.atomic import atomic_write
 
-    image = get_engine(args.engine).load_image(args.images)
-    inputs = check_inputs(args.engine, image, read_inputs(args.input))
-    labels = None if args.labels is None else read_inputs(args.labels)
+    spec = get_engine(args.engine)
+    image = spec.load_image(args.images)
+    inputs, labels = engine_inputs(spec, image, args)
     if args.port is not None:
         if args.preload:
             raise EiexError("--preload goes with --sim: a board's bitstream holds its image or not already")
@@ -59,7 +59,7 @@ def run(args) -> int:
         from eiex.hw.uart import BAUD_DEFAULT
 
         link = simulated_link(args.engine, image, preload=args.preload,
-                              queue_depth=getattr(args, "queue_depth", 8))
+                              queue_depth=getattr(args, "queue_depth", DEFAULT_QUEUE_DEPTH))
         log("building the link top for Verilator (cached after the first run)")
         transport = VerilatorTransport(link, link.divisor)
         baud = BAUD_DEFAULT  # the figures are the board's; the simulated line runs faster

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import add_queue_depth, engine_subparsers, read_inputs
+from eiex.cli.common import add_inputs, add_queue_depth, engine_inputs, engine_subparsers
+from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
 from eiex.sim.simulate import SIMULATORS
 
 #: per engine: what its X.npy, Y.npy and S.json hold
@@ -22,7 +23,7 @@ def add_parser(sub) -> None:
     for name, (help_text, images, x, y, stats) in FILES.items():
         p = engines.add_parser(name, help=help_text)
         p.add_argument("--images", type=Path, required=True, help=images)
-        p.add_argument("--input", type=Path, required=True, help=f"X.npy: (samples, inputs) {x}")
+        add_inputs(p, x)
         p.add_argument("--out", type=Path, required=True, help=f"Y.npy to write: (samples, outputs) {y}")
         p.add_argument("--stats", type=Path, help=f"S.json to write: {stats}")
         p.add_argument("--sim", choices=SIMULATORS, default="amaranth",
@@ -46,16 +47,21 @@ def run(args) -> int:
 
     spec = get_engine(args.engine)
     image = spec.load_image(args.images)
-    inputs = spec.check_inputs(image, read_inputs(args.input))
+    inputs, labels = engine_inputs(spec, image, args)
     outputs, stats = simulate(spec.name, image, inputs, simulator=args.sim,
-                              queue_depth=getattr(args, "queue_depth", 8))
+                              queue_depth=getattr(args, "queue_depth", DEFAULT_QUEUE_DEPTH))
+    record = stats.as_dict()
+    accuracy = ""
+    if labels is not None:
+        record["accuracy"] = spec.accuracy(image, outputs, labels)
+        accuracy = f"accuracy {record['accuracy']:.2%}; "
     buffer = io.BytesIO()
     np.save(buffer, outputs)
     atomic_write(args.out, buffer.getvalue())
     if args.stats is not None:
-        atomic_write(args.stats, (json.dumps(stats.as_dict(), indent=2) + "\n").encode())
+        atomic_write(args.stats, (json.dumps(record, indent=2) + "\n").encode())
     matches = bool(np.array_equal(outputs, spec.golden(image, inputs)))
     interval = f"interval {stats.interval} cycles (ideal {stats.figures['ideal_interval']}); " if stats.interval else ""
-    print(f"{len(inputs)} input vectors on {args.sim}: {interval}{stats.cycles_per_second:,.0f} simulated "
+    print(f"{len(inputs)} input vectors on {args.sim}: {accuracy}{interval}{stats.cycles_per_second:,.0f} simulated "
           f"cycles/s; outputs in {args.out}; golden model {'agrees' if matches else 'DISAGREES'}")
     return 0 if matches else 1

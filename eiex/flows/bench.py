@@ -10,8 +10,9 @@ from eiex.sw.atomic import atomic_output_dir, check_output_dir
 
 def run_full_bench(out, *, quick: bool = False, model: Path | None = None, force: bool = False,
                    log=print) -> dict:
-    """fc6-scale compression, then the suite (EIE sweeps, XNOR intervals, simulator speeds,
-    resources; :func:`eiex.sim.benchmarks.suite.run_bench`) into ``out``, written atomically;
+    """fc6-scale compression, Deep Compression's MNIST table on full MNIST (full plan only), then
+    the suite (EIE sweeps, XNOR intervals, simulator speeds, resources;
+    :func:`eiex.sim.benchmarks.suite.run_bench`) into ``out``, written atomically;
     ``model``: an ``eiex compress --model lenet300`` folder to reuse. Returns the results
     (also ``bench.json``)."""
     from eiex.sim.benchmarks.fc6 import run_fc6
@@ -30,4 +31,10 @@ def run_full_bench(out, *, quick: bool = False, model: Path | None = None, force
         log("== fc6-sized layer: prune, share, encode for 64 PEs, Huffman-code, write; beside scikit-learn "
             "and plain-Python Huffman")
         fc6 = run_fc6(out=folder / "fc6_image", log=log)
-        return run_bench(quick, lenet300, folder, log=log, fc6_compression=fc6)  # writes bench.json
+        mnist = None
+        if not quick:
+            from eiex.sim.benchmarks.mnist import run_mnist
+
+            (folder / "mnist").mkdir()
+            mnist = run_mnist(folder / "mnist", log=log)
+        return run_bench(quick, lenet300, folder, log=log, fc6_compression=fc6, mnist=mnist)  # writes bench.json

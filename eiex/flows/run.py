@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from eiex.errors import EiexError
+from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
 from eiex.sim.engines import get_engine
 
 #: the clock a simulated link top reports as its own (it runs the board's 3 Mbaud at divisor 16)
@@ -22,11 +23,7 @@ SIM_CLOCK_HZ = 48_000_000
 SIM_DIVISOR = 4
 
 
-def check_inputs(kind: str, image, inputs) -> np.ndarray:
-    return get_engine(kind).check_inputs(image, inputs)
-
-
-def simulated_link(kind: str, image, *, preload: bool = False, queue_depth: int = 8, max_payload: int | None = None):
+def simulated_link(kind: str, image, *, preload: bool = False, queue_depth: int = DEFAULT_QUEUE_DEPTH, max_payload: int | None = None):
     """The link top a board carries (engine, host link and UART, without the board's clock and pins),
     for Verilator: the board's 48 MHz clock in its descriptor, but :data:`SIM_DIVISOR` cycles a bit,
     and a quiet time of 64 bytes."""
@@ -45,9 +42,7 @@ def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None,
     engine = get_engine(kind)
     inputs = engine.check_inputs(image, inputs)
     if labels is not None:
-        labels = np.asarray(labels)
-        if labels.shape != (len(inputs),):
-            raise EiexError(f"labels hold {labels.shape} values for {len(inputs)} inputs")
+        labels = engine.check_labels(labels, len(inputs))
     identity = device.identify()
     descriptor = identity.descriptor
     if descriptor["engine"] != kind:
@@ -87,9 +82,7 @@ def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None,
               "device_stats": stats.as_dict(), "run_seconds": round(run_seconds, 3),
               "wall_inferences_per_s": round(n / run_seconds, 1)}
     if labels is not None:
-        # XNOR: the class is the argmax of scale * y + bias (xnor-image.md section 6)
-        predicted = engine.classes(image, outputs)
-        report["accuracy"] = float(np.mean(predicted == labels))
+        report["accuracy"] = engine.accuracy(image, outputs, labels)
     return outputs, report
 
 

@@ -81,6 +81,7 @@ import numpy as np  # noqa: E402
 
 from eiex.errors import EiexError  # noqa: E402
 from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH  # noqa: E402
+from eiex.sw.images.xnor.folding import xnor_lanes  # noqa: E402
 
 #: the EIE configuration of the headline and of the sweeps' fixed axes
 EIE_PES = DEFAULT_PES
@@ -104,12 +105,15 @@ SUITE_HEADLINE_KEYS = ("eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "v
                  "xnor_luts_per_lane")
 #: what ``eiex.sim.benchmarks.fc6.run_fc6`` reports; :func:`run_bench` takes it as ``fc6_compression``
 FC6_COMPRESSION_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn")
-#: what ``eiex bench`` prints and its JSON holds at least (issue 6)
+#: what ``eiex.sim.benchmarks.mnist.run_mnist`` reports (the full bench runs it; quick leaves them None)
+MNIST_KEYS = ("lenet300_mnist_ratio", "lenet300_mnist_error", "lenet300_mnist_seconds", "lenet5_mnist_ratio",
+              "lenet5_mnist_error", "lenet5_mnist_seconds")
+#: what ``eiex bench`` prints and its JSON holds at least (issues 6 and 14)
 HEADLINE_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn",
                  "eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "verilator_vs_amaranth_speed",
                  "xnor_luts_per_lane", "xnor_luts_per_lane_engine", "xnor_luts_per_lane_engine_ecp5",
                  "eie_fmax_mhz_ecp5", "xnor_fmax_mhz_ecp5", "eie_lenet300_inferences_per_s_ecp5",
-                 "xnor_bnn_images_per_s_ecp5", "xnor_verilog_seconds_lfc")
+                 "xnor_bnn_images_per_s_ecp5", "xnor_verilog_seconds_lfc", *MNIST_KEYS)
 
 
 @dataclass(frozen=True)
@@ -354,7 +358,7 @@ def xnor_interval(image, images: int, simulator: str = "verilator") -> dict:
         if list(stats[key]) != list(model[key]):
             raise EiexError(f"xnor folding {folding}: the cycle model predicts {key} {model[key]}, "
                             f"{simulator} measured {stats[key]}")
-    return {"folding": folding, "lanes": sum(g.pe * g.simd for g in layers),
+    return {"folding": folding, "lanes": xnor_lanes(layers),
             "layer_steps": [g.nf * g.sf for g in layers], "ideal_interval": stats["ideal_interval"],
             "interval": stats["interval"], "model_interval": steady_interval(layers),
             "ratio": stats["interval"] / stats["ideal_interval"], "latency": stats["cycles"][0],
@@ -564,7 +568,7 @@ def fpga_builds(lenet300_folder, quick: bool, out_dir, log=None) -> dict:
             "eie_lenet300_inferences_per_s_ecp5": eie["throughput"]["inferences_per_s"],
             "xnor_bnn_images_per_s_ecp5": xnor["throughput"]["images_per_s"],
             "xnor_verilog_seconds_lfc": lfc_seconds,
-            "lfc_lanes": sum(g.pe * g.simd for g in lfc), "builds": {"eie": eie, "xnor": xnor}}
+            "lfc_lanes": xnor_lanes(lfc), "builds": {"eie": eie, "xnor": xnor}}
 
 
 def plot_resources(result: dict, path: Path) -> bool:
@@ -631,7 +635,7 @@ def _timed_hardware(folder, quick, out_dir):
 
 
 def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression: dict | None = None,
-              parallel: bool = True) -> dict:
+              parallel: bool = True, mnist: dict | None = None) -> dict:
     """All the pieces; plots and ``bench.json`` into ``out_dir`` (created if needed).
 
     With ``parallel``, :func:`resources` (mostly Yosys) runs in a child process beside the EIE
@@ -654,6 +658,10 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
         ``arrays``) goes under ``fc6_compression``; this module does not run it.
     parallel : bool
         Run :func:`resources` in a child process beside the other pieces (else after them).
+    mnist : dict or None
+        **The full-MNIST compression table** (``eiex.sim.benchmarks.mnist.run_mnist``'s result):
+        its :data:`MNIST_KEYS` join the headline keys (None without it), its rows go under
+        ``mnist_rows``; this module does not run it.
 
     Returns
     -------
@@ -733,6 +741,8 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
         **{f"{e}_verilator_vs_amaranth_speed": speeds["engines"][e]["verilator_vs_amaranth"]
            for e in speeds["engines"]},
         **fc6_keys,
+        **{k: (mnist or {}).get(k) for k in MNIST_KEYS},
+        **({"mnist_rows": mnist["mnist_rows"]} if mnist else {}),
         "quick": bool(quick),
         "plan": asdict(plan),
         "eie": eie, "xnor": xnor, "simulators": speeds, "resources": res, "fpga_builds": builds["builds"],

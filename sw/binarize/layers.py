@@ -18,8 +18,10 @@ from eiex.sw.data import N_CLASSES
 
 MODES = ("binaryconnect", "bnn", "xnor")
 FOLDABLE_MODES = ("bnn", "xnor")  # binary activations: what the XNOR engine runs
-MODELS = ("bnn-mlp",)
 DEFAULT_HIDDEN = (512, 512)
+#: the built-in binarized MLPs and their hidden widths; bnn-lfc is the size of FINN's LFC network
+MODEL_HIDDEN = {"bnn-mlp": DEFAULT_HIDDEN, "bnn-lfc": (1024, 1024, 1024)}
+MODELS = tuple(MODEL_HIDDEN)
 DEFAULT_MODE = "xnor"
 
 
@@ -103,6 +105,37 @@ class BinaryLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+class BinaryInput(nn.Module):
+    """Raw inputs to +-1: ``+1`` where ``x >= threshold`` (a raw pixel value), else ``-1``.
+
+    The first layer of a binarized model: the XNOR engine's input bits (``xnor-image.md``
+    section 2) are these, with 1 for ``+1``.
+    """
+
+    def __init__(self, threshold: float = 128.0):
+        super().__init__()
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+            raise EiexError(f"BinaryInput threshold must be a finite number, not {threshold!r}")
+        self.threshold = float(threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sign(x.to(torch.float32) - self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold:g}"
+
+
+class BinaryActivation(nn.Module):
+    """Sign of its input with the hardtanh straight-through gradient (a BNN activation).
+
+    A :class:`BinaryLinear` outside BinaryConnect mode takes the sign of its input itself, so this
+    module only makes the activation explicit; on +-1 inputs the two agree.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return binarize_activation(x)
 
 
 @torch.no_grad()

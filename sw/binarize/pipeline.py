@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,11 @@ from torch import nn
 
 from eiex.errors import EiexError
 from eiex.sw.atomic import atomic_output_dir, check_output_dir
-from eiex.sw.binarize.layers import DEFAULT_HIDDEN, DEFAULT_MODE, MODELS, BnnMlp, FloatMlp, clip_latent_weights
-from eiex.sw.binarize.thresholds import fold_model, run_folded
-from eiex.sw.data import Split, load_dataset
+from eiex.sw.binarize.layers import DEFAULT_MODE, MODEL_HIDDEN, MODELS, BnnMlp, FloatMlp, clip_latent_weights
+from eiex.sw.binarize.thresholds import INPUT_THRESHOLD, fold_model, run_folded
+from eiex.sw.data import Dataset, Split, load_dataset
+from eiex.sw.binarize.user_model import binary_structure
+from eiex.sw.user_model import is_model_file, load_model_function
 from eiex.sw.train import StageClock, Tensors, TrainConfig, accuracy, fit, predict, seed_everything
 
 # Float reductions split across threads round differently, so the trained network depends on the
@@ -32,7 +35,7 @@ FLOAT_SCHEDULE = (TrainConfig(epochs=15, lr=1e-3, batch_size=100),)
 
 
 def raw_tensors(split: Split) -> Tensors:
-    """Raw pixels as float32 ``(n, 784)`` (0..255) with their labels: what both MLPs read."""
+    """Raw pixels as float32 ``(n, pixels)`` (0..255) with their labels: what both MLPs read."""
     x = torch.from_numpy(split.images.reshape(len(split), -1).astype(np.float32))
     return Tensors(x, torch.from_numpy(split.labels))
 
@@ -43,10 +46,45 @@ def train_schedule(model: nn.Module, data: Tensors, schedule, *, seed: int, desc
         fit(model, data, config, seed=seed + stage, after_step=after_step, desc=f"{desc} {stage + 1}")
 
 
-def build_bnn(model_name: str, hidden=DEFAULT_HIDDEN, mode: str = DEFAULT_MODE) -> BnnMlp:
+def build_bnn(model_name: str, hidden=None, mode: str = DEFAULT_MODE, n_inputs: int = 784,
+              n_classes: int = 10) -> BnnMlp:
+    """A built-in binarized MLP; ``hidden`` (default: the model's own widths) overrides its widths."""
     if model_name not in MODELS:
-        raise EiexError(f"unknown binarized model {model_name!r} (known: {', '.join(MODELS)})")
-    return BnnMlp(hidden, mode)
+        raise EiexError(f"unknown binarized model {model_name!r} (known: {', '.join(MODELS)}, or FILE.py:FUNCTION)")
+    return BnnMlp(MODEL_HIDDEN[model_name] if hidden is None else hidden, mode, n_inputs=n_inputs,
+                  n_classes=n_classes)
+
+
+def binary_model(model, hidden, mode: str, n_inputs: int, n_classes: int) -> tuple[nn.Module, str, tuple, Callable]:
+    """The network to train, the name its report gives it, its layer sizes, and how to turn it
+    into a foldable :class:`BnnMlp` after training. ``model``: a built-in name, ``FILE.py:FUNCTION`` or a module
+    built from eiex's binarized layers (:mod:`eiex.sw.binarize.user_model`)."""
+    if isinstance(model, str) and not is_model_file(model):
+        bnn = build_bnn(model, hidden, mode, n_inputs, n_classes)
+        return bnn, model, bnn.sizes, bnn.eval
+    if isinstance(model, str):
+        name, model = model, load_model_function(model)
+    elif isinstance(model, nn.Module):
+        name = type(model).__name__
+    else:
+        raise EiexError(f"model must be a built-in name, FILE.py:FUNCTION or a torch.nn.Module, not "
+                        f"{type(model).__name__}")
+    structure = binary_structure(model, name)
+    sizes = structure.sizes
+    if sizes[0] != n_inputs:
+        raise EiexError(f"{name} takes {sizes[0]} inputs but the dataset's samples hold {n_inputs} values")
+    if sizes[-1] < n_classes:
+        raise EiexError(f"{name} scores {sizes[-1]} classes but the dataset has labels up to {n_classes - 1}")
+    return model, name, sizes, structure.to_bnn_mlp
+
+
+def pixel_dataset(dataset_name, data_dir) -> Dataset:
+    """The dataset, which must hold uint8 pixels: the input bits are ``pixel >= 128``."""
+    dataset = dataset_name if isinstance(dataset_name, Dataset) else load_dataset(dataset_name, data_dir)
+    if dataset.train.images.dtype != np.uint8:
+        raise EiexError(f"binarize thresholds raw pixels (0-255) at {INPUT_THRESHOLD:g}; {dataset.name} holds "
+                        f"{dataset.train.images.dtype} inputs, not uint8 pixels")
+    return dataset
 
 
 @dataclass
@@ -57,6 +95,10 @@ class BinarizeResult:
     float_model: FloatMlp
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write the output folder ``eiex binarize`` writes, whole or not at all."""
+        return write_outputs(self, out, force)
+
 
 def binarize(
     model_name: str = "bnn-mlp",
@@ -65,7 +107,7 @@ def binarize(
     data_dir: str | Path | None = None,
     seed: int = 0,
     mode: str = DEFAULT_MODE,
-    hidden=DEFAULT_HIDDEN,
+    hidden=None,
     binary_schedule=BINARY_SCHEDULE,
     float_schedule=FLOAT_SCHEDULE,
     threads: int = DEFAULT_THREADS,
@@ -78,7 +120,8 @@ def binarize(
     of held-out digits on which the two predict the same class. Training runs on ``threads`` torch
     threads (restored afterwards).
     """
-    build_bnn(model_name, hidden, mode)  # refuse bad arguments before loading or training
+    if isinstance(model_name, str) and not is_model_file(model_name):
+        build_bnn(model_name, hidden, mode)  # refuse bad arguments before loading or training
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
         raise EiexError(f"threads must be an integer from 1 to 256, not {threads!r}")
     previous_threads = torch.get_num_threads()
@@ -92,25 +135,31 @@ def binarize(
 
 def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule, threads,
               log) -> BinarizeResult:
-    dataset = load_dataset(dataset_name, data_dir)
+    dataset = pixel_dataset(dataset_name, data_dir)
+    n_inputs, n_classes = int(np.prod(dataset.sample_shape)), max(dataset.n_classes, 2)
+    seed_everything(seed)  # before each model exists: its initial weights come from the seed
+    trained, model_name, sizes, to_bnn = binary_model(model_name, hidden, mode, n_inputs, n_classes)
     train, test = raw_tensors(dataset.train), raw_tensors(dataset.test)
     clock = StageClock()
     lap, seconds = clock.lap, clock.seconds
 
-    seed_everything(seed)  # before each model exists: its initial weights come from the seed
-    float_model = FloatMlp(hidden)
+    seed_everything(seed)
+    float_model = FloatMlp(sizes[1:-1], n_inputs=n_inputs, n_classes=sizes[-1])
     train_schedule(float_model, train, float_schedule, seed=seed, desc="float")
     float_accuracy = accuracy(float_model, test)
     log(f"float accuracy {float_accuracy:.2%} on {len(test.y)} held-out digits")
     lap("float")
 
     seed_everything(seed)
-    model = build_bnn(model_name, hidden, mode)
-    clip_latent_weights(model)
-    train_schedule(model, train, binary_schedule, seed=seed, desc=mode,
-                   after_step=lambda: clip_latent_weights(model))
-    torch_predictions = predict(model, test.x).numpy()
+    clip_latent_weights(trained)
+    train_schedule(trained, train, binary_schedule, seed=seed, desc="binary",
+                   after_step=lambda: clip_latent_weights(trained))
+    torch_predictions = predict(trained, test.x).numpy()
     torch_binary_accuracy = float((torch_predictions == dataset.test.labels).mean())
+    model = to_bnn()
+    mode = model.mode
+    if model is not trained and not np.array_equal(predict(model, test.x).numpy(), torch_predictions):
+        raise EiexError(f"{model_name}: the model and its BnnMlp copy disagree; it is not the network eiex folds")
     lap("binary")
 
     arrays = fold_model(model)
@@ -170,5 +219,5 @@ def run_binarize(out: str | Path, force: bool = False, **kwargs) -> BinarizeResu
     """``binarize`` then ``write_outputs``; an existing ``out`` is refused before training."""
     check_output_dir(out, force)
     result = binarize(**kwargs)
-    write_outputs(result, out, force)
+    result.save(out, force)
     return result

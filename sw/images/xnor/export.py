@@ -84,11 +84,19 @@ def check_folded(arrays: dict, source: str = "folded weights") -> tuple[list, li
     return weights, thresholds, out[0], out[1], float(t_in.reshape(()))
 
 
-def image_from_folded(arrays: dict, pe=None, simd=None, target_interval=None, source: str = "folded weights") -> XnorImage:
+#: the comparisons a threshold can mean: eiex's and the spec's ``acc >= T``, finn-hlslib's ``acc > T``
+FIRE_CONVENTIONS = ("ge", "gt")
+
+
+def image_from_folded(arrays: dict, pe=None, simd=None, target_interval=None, source: str = "folded weights",
+                      fire: str = "ge") -> XnorImage:
     """An XNOR image from folded arrays (see the module docstring), folded by :func:`choose_folding`.
 
     Parameters
     ----------
+    fire : ``"ge"`` or ``"gt"``
+        What the arrays' thresholds mean: a row fires on ``acc >= T`` (eiex, the spec) or on
+        ``acc > T`` (finn-hlslib), which for integers is ``acc >= T + 1``.
     pe, simd : list of int, optional
         Per layer, fixes ``P`` or ``S``.
     target_interval : int, optional
@@ -96,7 +104,11 @@ def image_from_folded(arrays: dict, pe=None, simd=None, target_interval=None, so
     source : str
         Names the arrays in error messages.
     """
+    if fire not in FIRE_CONVENTIONS:
+        raise EiexError(f"fire must be one of {', '.join(FIRE_CONVENTIONS)} (acc >= T or acc > T), not {fire!r}")
     weights, thresholds, scale, bias, input_threshold = check_folded(arrays, source)
+    if fire == "gt":
+        thresholds = [t + 1 for t in thresholds]
     folding = choose_folding([w.shape for w in weights], pe, simd, target_interval)
     layers = []
     for l, (w, (p, s)) in enumerate(zip(weights, folding)):

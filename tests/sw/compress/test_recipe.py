@@ -24,6 +24,24 @@ def test_override_changes_only_what_it_names(tmp_path):
     assert recipe.layers["fc1"] == base.layers["fc1"]
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_full_mnist_tuning_is_merged_over_the_builtin_recipe(name):
+    import tomllib
+    from importlib import resources
+
+    tuning = tomllib.loads(resources.files("eiex.sw.compress").joinpath("recipes", f"{name}@mnist.toml").read_text())
+    base, tuned = load_recipe(name, build_model(name)), load_recipe(name, build_model(name), dataset="mnist")
+    assert load_recipe(name, build_model(name), dataset="mnist5k") == base
+    for section in ("train", "prune", "share"):
+        for key, value in tuning.get(section, {}).items():
+            assert getattr(getattr(tuned, section), key) == value
+    for layer, table in tuning["layers"].items():
+        for key, value in table.items():
+            assert getattr(tuned.layers[layer], key) == value
+    untouched = [l for l in base.layers if l not in tuning["layers"]]
+    assert all(tuned.layers[l] == base.layers[l] for l in untouched)
+
+
 @pytest.mark.parametrize("text, message", [
     ("[layers.fc9]\nbits = 4\n", "unknown layer.*fc9.*fc1, fc2, fc3"),
     ("[layers.fc1]\nbits = 0\n", r"\[layers.fc1\] bits must be an integer from 1 to 12, not 0"),

@@ -163,5 +163,5 @@ def build_model(name: str) -> CompressibleModel:
     try:
         return MODELS[name]()
     except KeyError:
-        raise EiexError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+        raise EiexError(f"unknown model {name!r}; choose from {', '.join(MODELS)} or give FILE.py:FUNCTION") from None
 

@@ -23,11 +23,12 @@ def mnist_small():
 
 @pytest.fixture(scope="session")
 def binarized_bnn(tmp_path_factory):
-    """`eiex binarize --model bnn-mlp` with its defaults (784-512-512-10 XNOR-Net, seed 0): the output folder."""
+    """`eiex binarize --model bnn-mlp` (784-512-512-10 XNOR-Net, seed 0, one thread): the output folder."""
     from eiex.cli import main
 
     out = tmp_path_factory.mktemp("binarize") / "bnn"
-    assert main(["binarize", "--model", "bnn-mlp", "--out", str(out)]) == 0
+    # one torch thread, as each xdist worker has: two would spin against the other worker's tests
+    assert main(["binarize", "--model", "bnn-mlp", "--threads", "1", "--out", str(out)]) == 0
     return out
 
 

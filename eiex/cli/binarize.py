@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eiex.cli.common import add_dataset, add_output, add_seed, int_list, log
+from eiex.cli.common import add_dataset, add_output, add_seed, int_list, log, model_choice
 from eiex.sw.binarize.layers import DEFAULT_MODE, FOLDABLE_MODES, MODEL_HIDDEN
 from eiex.sw.binarize.layers import MODELS as BINARY_MODELS
 from eiex.sw.binarize.pipeline import DEFAULT_THREADS
@@ -10,7 +10,7 @@ from eiex.sw.binarize.pipeline import DEFAULT_THREADS
 
 def add_parser(sub) -> None:
     p = sub.add_parser("binarize", help="train a binarized network and fold it to integer thresholds")
-    p.add_argument("--model", required=True, metavar="|".join(BINARY_MODELS) + "|FILE.py:FUNCTION",
+    p.add_argument("--model", required=True, type=model_choice(sorted(BINARY_MODELS)), metavar="|".join(BINARY_MODELS) + "|FILE.py:FUNCTION",
                    help="a built-in binarized MLP (bnn-lfc: FINN's LFC size, 784-1024-1024-1024-10), or a Python "
                         "file's function that returns a model built from eiex's binarized layers")
     add_dataset(p)

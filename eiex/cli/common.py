@@ -103,11 +103,31 @@ def add_output(p, what: str = "output folder", *, required: bool = True, default
     p.add_argument("--force", action="store_true", help=f"replace an existing {what}")
 
 
+def model_choice(names) -> Callable[[str], str]:
+    """An argparse type: one of ``names`` or ``FILE.py:FUNCTION``."""
+    def check(text: str) -> str:
+        path, colon, function = text.rpartition(":")
+        if text in names or (colon and path.endswith(".py") and function.isidentifier()):
+            return text
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(names)} "
+                                         "or FILE.py:FUNCTION)")
+    return check
+
+
+def dataset_choice(text: str) -> str:
+    """An argparse type: a dataset name or an npz file."""
+    from eiex.sw.data import DATASETS
+
+    if text in DATASETS or text.endswith(".npz"):
+        return text
+    raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(DATASETS)} or FILE.npz)")
+
+
 def add_dataset(p) -> None:
     """``--dataset`` (a name or a user's npz) and ``--data-dir`` (IDX files instead of the packaged ones)."""
     from eiex.sw.data import DATASETS
 
-    p.add_argument("--dataset", default="mnist5k", metavar="|".join(DATASETS) + "|FILE.npz",
+    p.add_argument("--dataset", default="mnist5k", type=dataset_choice, metavar="|".join(DATASETS) + "|FILE.npz",
                    help="mnist5k (bundled, default), mnist (60,000/10,000), fashion (Fashion-MNIST), or an npz "
                         "with x_train, y_train, x_test, y_test")
     p.add_argument("--data-dir", type=Path, help="folder of IDX files to read for mnist or fashion instead")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import add_dataset, add_output, add_seed, log
+from eiex.cli.common import add_dataset, add_output, add_seed, log, model_choice
 from eiex.sw.models import MODELS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compress", help="Deep Compression: prune, share weights, Huffman-code")
-    p.add_argument("--model", required=True, metavar="|".join(sorted(MODELS)) + "|FILE.py:FUNCTION",
+    p.add_argument("--model", required=True, type=model_choice(sorted(MODELS)),
+                   metavar="|".join(sorted(MODELS)) + "|FILE.py:FUNCTION",
                    help="a built-in model, or a Python file's function that returns a torch.nn.Module")
     add_dataset(p)
     p.add_argument("--recipe", type=Path, help="TOML file overriding the built-in (or default) recipe")

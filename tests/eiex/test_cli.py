@@ -112,8 +112,9 @@ def assert_one_line_error(proc, code, text):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "vgg"], "invalid choice: 'vgg'"),
-    (["--model", "lenet300", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["--model", "vgg"], "invalid choice: 'vgg' (choose from lenet300, lenet5 or FILE.py:FUNCTION)"),
+    (["--model", "lenet300", "--dataset", "cifar"], "invalid choice: 'cifar' (choose from mnist5k, mnist, fashion"),
+    (["--model", "lenet300", "--dataset", "cifar.csv"], "invalid choice: 'cifar.csv'"),
     (["--model", "lenet300", "--seed", "-1"], "seed must be an integer from 0 to 2**32 - 1"),
 ])
 def test_bad_command_line_is_one_line(args, message):

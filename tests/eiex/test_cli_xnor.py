@@ -43,7 +43,7 @@ def test_binarize_writes_report_and_folded_arrays(binarized_bnn):
     for key in ("model", "dataset", "mode", "seed", "threads", "layers", "float_accuracy", "binary_accuracy",
                 "torch_binary_accuracy", "agreement", "seconds"):
         assert key in report
-    assert report["layers"] == [784, 512, 512, 10] and report["threads"] == 2
+    assert report["layers"] == [784, 512, 512, 10] and report["threads"] == 1  # the fixture's --threads 1
     with np.load(binarized_bnn / "binary.npz") as f:
         assert sorted(f.files) == ["bias", "input_threshold", "scale", "t0", "t1", "w0", "w1", "w2"]
         assert f["w0"].shape == (512, 784) and set(np.unique(f["w1"])) <= {-1, 1}

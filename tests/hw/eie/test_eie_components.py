@@ -98,7 +98,7 @@ def test_window_scan_hands_out_every_nonzero_in_order(n_pe, window_slots, cols, 
     and PE, under random back-pressure; with ``gated``, window ``w`` never goes out before the
     write-back has stored its ``(w + 1) * window_slots`` slots (``readable``)."""
     hw = HwParams(P(n_pe), max_width=cols + 7, window_slots=window_slots)
-    W, ws = hw.window, hw.win_slots
+    W = hw.window
     rng = np.random.default_rng(cols)
     dut = WindowScan(hw)
     for bank in (0, 1):

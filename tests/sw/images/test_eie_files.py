@@ -119,7 +119,7 @@ def test_manifest_structure(tmp_path):
 def test_spmat_bit_order_by_hand(tmp_path):
     image = make_image(1, n_pe=1, sizes=(6, 5))
     write_image(image, tmp_path / "img")
-    e, pe = image.engine, image.pes[0]
+    pe = image.pes[0]
     lines = (tmp_path / "img" / "pe0.spmat.hex").read_text().split("\n")
     assert lines[-1] == "" and all(len(x) == 4 and x == x.lower() for x in lines[:-1])  # 15 bits -> 4 digits
     # entry k of a word at bits [k*5, (k+1)*5): v in the low 3 bits, z in the high 2

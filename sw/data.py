@@ -194,10 +194,6 @@ def read_idx_dataset(data_dir: Path, name: str) -> Dataset:
     return Dataset(name=name, train=splits["train"], test=splits["test"])
 
 
-def read_mnist_idx(data_dir: Path) -> Dataset:
-    return read_idx_dataset(data_dir, "mnist")
-
-
 def read_npz_dataset(path: Path) -> Dataset:
     """A user's npz with ``x_train, y_train, x_test, y_test``, every key checked."""
     from eiex.sw.npz import read_npz

@@ -12,6 +12,18 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile("ci")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models train fastest on one torch thread (as `make test`'s workers have); two threads
+    beside other work spin and can take several times as long. The count is restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mnist_small():
     """500 training and 200 held-out MNIST-5k digits, normalised."""

@@ -85,3 +85,15 @@ def tiny_eie_image(seed=0):
         layers.append(IntLayer(codes, np.r_[0, rng.integers(-40, 40, params.codebook_size - 1)],
                                rng.integers(-1000, 1000, rows), relu=l == 0, weight_frac=3))
     return build_image(layers, params)
+
+
+#: XNOR networks with more PEs than rows or more lanes than columns (spec section 4 padding): sizes, (P, S) per layer
+PADDING_XNOR_CASES = [
+    ([20, 3, 5], [(8, 4), (2, 3)]),  # P > M in a hidden layer: PEs 3 .. 7 padding, NF = 1
+    ([20, 7, 3], [(3, 8), (8, 7)]),  # P > M in the output layer: the scores of PEs 3 .. 7 dropped
+    ([5, 7, 3], [(3, 8), (2, 3)]),  # S > K in the first layer: input lanes 5 .. 7 ignored, SF = 1
+    ([20, 3, 4], [(4, 8), (2, 8)]),  # P > M, then S > K in the next layer (3 bits in an 8-lane word)
+    ([3, 2, 2], [(5, 9), (7, 6)]),  # both in every layer: one step a layer
+    ([64, 10, 10], [(16, 16), (16, 16)]),  # one P and S for every layer (`--pe 16,16 --simd 16,16`)
+    ([9, 12, 5], [(5, 3), (7, 16)]),  # P > M and S > K in the output layer after padding rows (12 % 5)
+]

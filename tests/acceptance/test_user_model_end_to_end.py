@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from eiex.cli import main
 from eiex.hw.eie import golden
@@ -52,15 +51,6 @@ quality = 0.8
 
 DIGITS = 40
 
-
-@pytest.fixture
-def one_torch_thread():
-    """A model this small trains fastest on one thread (as on `make test`'s workers); two threads
-    beside other work can take several times as long."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.skipif(not have_verilator(), reason="verilator is not installed")

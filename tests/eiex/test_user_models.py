@@ -70,13 +70,7 @@ def synthetic(n, seed):
     return x, (x @ rule).argmax(axis=1).astype(np.int64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """These models are tiny: one thread each trains them fastest (as on `make test`'s workers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

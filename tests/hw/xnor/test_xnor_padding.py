@@ -10,40 +10,18 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from eiex.hw.xnor import golden
-from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
+from eiex.hw.xnor.cycles import pipeline_cycles
 from eiex.hw.xnor.engine import buffer_geometries
-from eiex.hw.xnor.memory_map import engine_for, engine_for_sizes, load_writes
+from eiex.hw.xnor.memory_map import engine_for_sizes, load_writes
 from eiex.hw.xnor.mvtu import FETCH, LayerGeometry, Mvtu, mvtu_latency
 from eiex.hw.xnor.popcount import popcount_latency
 from eiex.sim.pysim.xnor import simulate
-from factories import brute_force, random_xnor_image as random_image
+from factories import PADDING_XNOR_CASES, brute_force, random_xnor_image as random_image
 
-CASES = [  # sizes, (P, S) per layer
-    ([20, 3, 5], [(8, 4), (2, 3)]),  # P > M in a hidden layer: PEs 3 .. 7 padding, NF = 1
-    ([20, 7, 3], [(3, 8), (8, 7)]),  # P > M in the output layer: the scores of PEs 3 .. 7 dropped
-    ([5, 7, 3], [(3, 8), (2, 3)]),  # S > K in the first layer: input lanes 5 .. 7 ignored, SF = 1
-    ([20, 3, 4], [(4, 8), (2, 8)]),  # P > M, then S > K in the next layer (3 bits in an 8-lane word)
-    ([3, 2, 2], [(5, 9), (7, 6)]),  # both in every layer: one step a layer
-    ([64, 10, 10], [(16, 16), (16, 16)]),  # one P and S for every layer (`--pe 16,16 --simd 16,16`)
-    ([9, 12, 5], [(5, 3), (7, 16)]),  # P > M and S > K in the output layer after padding rows (12 % 5)
-]
+# test_xnor_rtl.py runs every PADDING_XNOR_CASES network against the spec and the cycle model
 
 
-@pytest.mark.parametrize("sizes, folds", CASES)
-@pytest.mark.parametrize("preload", [False, True])
-def test_rtl_equals_the_spec(sizes, folds, preload):
-    image = random_image(sizes, folds, seed=sum(sizes))
-    bits = np.random.default_rng(sizes[0]).integers(0, 2, (6, sizes[0]))
-    outputs, stats = simulate(image, bits, preload=preload)
-    assert np.array_equal(outputs, brute_force(image, bits))
-    assert np.array_equal(outputs, golden.run(image, bits))
-    model = pipeline_cycles(engine_for(image), len(bits))
-    assert stats["cycles"] == model["cycles"] and stats["intervals"] == model["intervals"]
-    assert model["intervals"][-1] == steady_interval(engine_for(image))
-
-
-@pytest.mark.parametrize("sizes, folds", [CASES[0], CASES[1], CASES[4]])
+@pytest.mark.parametrize("sizes, folds", [PADDING_XNOR_CASES[i] for i in (0, 1, 4)])
 def test_back_pressure_and_input_gaps(sizes, folds):
     image = random_image(sizes, folds, seed=7)
     bits = np.random.default_rng(7).integers(0, 2, (8, sizes[0]))

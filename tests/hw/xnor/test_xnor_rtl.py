@@ -12,7 +12,7 @@ from eiex.sim.pysim.xnor import simulate
 from eiex.hw.xnor.verilog import to_verilog
 from eiex.sim.tools.lint import have_verilator, lint
 from eiex.errors import EiexError
-from factories import brute_force, random_xnor_image as random_image
+from factories import PADDING_XNOR_CASES, brute_force, random_xnor_image as random_image
 
 
 CASES = [  # sizes, (P, S) per layer: padding rows and columns, one-step layers, unequal stages,
@@ -23,6 +23,7 @@ CASES = [  # sizes, (P, S) per layer: padding rows and columns, one-step layers,
     ([64, 64, 64, 10], [(8, 32), (8, 32), (5, 32)]),
     ([33, 17, 6], [(17, 11), (6, 17)]),
     ([64, 64, 64, 10], [(16, 64), (16, 64), (10, 64)]),
+    *PADDING_XNOR_CASES,  # more PEs than rows, more lanes than columns
 ]
 
 

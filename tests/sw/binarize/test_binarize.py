@@ -18,13 +18,7 @@ from eiex.sw.train import TrainConfig, predict, seed_everything
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small matrices on a shared 2-core machine: one thread is fastest and never oversubscribes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(hidden=(32, 32), binary_schedule=(TrainConfig(epochs=1, lr=1e-2, batch_size=100),),
             float_schedule=(TrainConfig(epochs=1, lr=1e-3, batch_size=100),), threads=1, log=lambda *_: None)

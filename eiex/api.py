@@ -43,17 +43,19 @@ def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: i
 
 
 def binarize(model="bnn-mlp", dataset=None, *, train=None, test=None, seed: int = 0, mode: str | None = None,
-             hidden=None, threads: int | None = None, log=print):
+             hidden=None, dropout=None, threads: int | None = None, log=print):
     """Train a binarized MLP and fold it into integer thresholds: ``model`` is a built-in name
     (``bnn-mlp``, ``bnn-lfc``), ``FILE.py:FUNCTION`` or a module built from ``eiex.BinaryInput``,
     ``eiex.BinaryLinear``, ``torch.nn.BatchNorm1d`` (and ``eiex.BinaryActivation``, dropout).
-    The data as for :func:`compress` (uint8 pixels). The result's ``save(out)`` writes what
-    ``eiex binarize`` writes (``binary.npz``, ``report.json``)."""
+    The data as for :func:`compress` (uint8 pixels). ``dropout``: ``(p_input, p_hidden)`` for a
+    built-in model (default: its tuning for the dataset, else none). The result's ``save(out)``
+    writes what ``eiex binarize`` writes (``binary.npz``, ``report.json``)."""
     from eiex.sw.binarize.pipeline import DEFAULT_MODE, DEFAULT_THREADS
     from eiex.sw.binarize.pipeline import binarize as run_pipeline
 
     return run_pipeline(model, _dataset(dataset, train, test), seed=seed, mode=DEFAULT_MODE if mode is None else mode,
-                        hidden=hidden, threads=DEFAULT_THREADS if threads is None else threads, log=log)
+                        hidden=hidden, dropout=dropout, threads=DEFAULT_THREADS if threads is None else threads,
+                        log=log)
 
 
 def write_binarized(result, out, force: bool = False) -> Path:

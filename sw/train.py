@@ -29,6 +29,9 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     schedule: str = "constant"
+    #: move each training image by a random whole number of pixels, up to ``shift`` along each axis
+    #: (zeros shifted in); 0 trains on the images as they are
+    shift: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,20 @@ class Tensors:
         if x.dim() == 3:  # (n, H, W) images get their channel axis, as Conv2d expects
             x = x.unsqueeze(1)
         return cls(x, torch.from_numpy(split.labels))
+
+
+def random_shifts(x: torch.Tensor, image_shape: tuple[int, int], shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each sample of ``x`` (its trailing values ``(..., H, W)`` images) moved by a random
+    ``(dy, dx)`` in ``[-shift, shift]``, zeros filling what moves in; ``x``'s shape is kept."""
+    h, w = image_shape
+    n = len(x)
+    images = x.reshape(n, -1, h, w)
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, n), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    moved = padded[torch.arange(n)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None], rows, cols]
+    return moved.reshape(x.shape)
 
 
 def seed_everything(seed: int) -> None:
@@ -71,13 +88,17 @@ def fit(
     before_step: Callable[[], None] | None = None,
     after_step: Callable[[], None] | None = None,
     desc: str = "train",
+    image_shape: tuple[int, int] | None = None,
 ) -> None:
     """Adam with cross-entropy over shuffled mini-batches.
 
     ``params`` are the tensors to optimise (default: all of the model's). ``before_step`` runs
     after the backward pass (to mask or redirect gradients), ``after_step`` after each update
-    (to re-impose masks or shared values).
+    (to re-impose masks or shared values). ``image_shape`` ``(H, W)``: what the samples' trailing
+    values are, for ``config.shift``.
     """
+    if config.shift and image_shape is None:
+        raise EiexError(f"{desc}: shift needs images; these samples have no (H, W) shape")
     params = list(model.parameters()) if params is None else params
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
@@ -94,7 +115,10 @@ def fit(
             if len(batch) == 1 and n > 1:
                 continue  # batch norm cannot train on one sample; the next epoch's order differs
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(data.x[batch]), data.y[batch])
+            x = data.x[batch]
+            if config.shift:
+                x = random_shifts(x, image_shape, config.shift, generator)
+            loss = loss_fn(model(x), data.y[batch])
             if not math.isfinite(loss.item()):
                 raise EiexError(f"{desc}: the loss became {loss.item()} (lower the learning rate, {config.lr})")
             loss.backward()

@@ -24,8 +24,9 @@ def add_parser(sub) -> None:
     add_output(p)
     p.set_defaults(func=run_eie_balance)
     p = benches.add_parser("mnist", help="Deep Compression's MNIST table on the real MNIST test set (minutes per model)")
-    p.add_argument("--models", type=lambda text: tuple(text.split(",")), default=("lenet300", "lenet5"),
-                   help="comma-separated, from lenet300, lenet5 (default both)")
+    p.add_argument("--models", type=lambda text: tuple(text.split(",")), default=("lenet300", "lenet5", "bnn-lfc"),
+                   help="comma-separated, from lenet300, lenet5 (compressed) and bnn-lfc (binarized, then run on "
+                        "Verilator over the whole test set); default all three")
     add_output(p, default=Path("out/bench-mnist"), required=False)
     p.set_defaults(func=run_mnist)
 
@@ -89,5 +90,5 @@ def run_mnist(args) -> int:
     print(mnist.markdown(result["mnist_rows"]), end="")
     for key in mnist.mnist_keys(args.models):
         print(f"{key}  {result[key]:.4g}")
-    print(f"mnist.json, mnist.md and each model's compress output in {args.out}/")
+    print(f"mnist.json, mnist.md and each model's output folder in {args.out}/")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from eiex.cli.common import add_dataset, add_output, add_seed, int_list, log, model_choice
 from eiex.sw.binarize.layers import DEFAULT_MODE, FOLDABLE_MODES, MODEL_HIDDEN
 from eiex.sw.binarize.layers import MODELS as BINARY_MODELS
@@ -20,6 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--hidden", type=int_list,
                    help="built-in models: hidden layer widths (default: the model's, " +
                         "; ".join(f"{m} {','.join(map(str, h))}" for m, h in MODEL_HIDDEN.items()) + ")")
+    p.add_argument("--dropout", type=rate_pair, metavar="P_IN,P_HIDDEN",
+                   help="built-in models: dropout of the input bits and of each hidden layer's bits while "
+                        "training (default: the model's tuning for the dataset, else none; bnn-lfc on mnist 0.2,0.2)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch threads; pinned because results depend on it (default {DEFAULT_THREADS})")
     add_seed(p)
@@ -27,12 +32,24 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def rate_pair(text: str) -> tuple[float, float]:
+    """``0.2,0.5``: two dropout rates in [0, 1)."""
+    try:
+        rates = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        rates = ()
+    if len(rates) != 2 or not all(0.0 <= r < 1.0 for r in rates):
+        raise argparse.ArgumentTypeError(f"expected two rates from 0 up to 1 (input,hidden), not {text!r}")
+    return rates
+
+
 def run(args) -> int:
     from eiex.sw.binarize.pipeline import run_binarize
 
     result = run_binarize(
         args.out, force=args.force, model_name=args.model, dataset_name=args.dataset, data_dir=args.data_dir,
-        seed=args.seed, mode=args.mode, hidden=None if args.hidden is None else tuple(args.hidden), threads=args.threads,
+        seed=args.seed, mode=args.mode, hidden=None if args.hidden is None else tuple(args.hidden),
+        dropout=args.dropout, threads=args.threads,
         log=log,
     )
     r = result.report

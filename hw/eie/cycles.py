@@ -48,11 +48,11 @@ from eiex.hw.eie.params import COLUMN_QUEUE_DEPTH, HwParams
 from eiex.hw.eie.pe import MAC_STAGES
 from eiex.hw.eie.pe import WRITEBACK_LATENCY as PE_WRITEBACK_LATENCY
 from eiex.hw.eie.pointers import SKID_DEPTH
+from eiex.sw.images.eie.image import EieImage
 
 #: cycles from the control unit's decision to write back a local row to its result and flag: the
 #: command register, then the PE's pipeline
 WRITEBACK_LATENCY = 1 + PE_WRITEBACK_LATENCY
-from eiex.sw.images.eie.image import EieImage
 
 NEVER = -(1 << 60)
 

@@ -82,6 +82,7 @@ import numpy as np  # noqa: E402
 from eiex.errors import EiexError  # noqa: E402
 from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH  # noqa: E402
 from eiex.sw.images.xnor.folding import xnor_lanes  # noqa: E402
+from eiex.sim.benchmarks.mnist import mnist_keys  # noqa: E402
 
 #: the EIE configuration of the headline and of the sweeps' fixed axes
 EIE_PES = DEFAULT_PES
@@ -106,8 +107,7 @@ SUITE_HEADLINE_KEYS = ("eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "v
 #: what ``eiex.sim.benchmarks.fc6.run_fc6`` reports; :func:`run_bench` takes it as ``fc6_compression``
 FC6_COMPRESSION_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn")
 #: what ``eiex.sim.benchmarks.mnist.run_mnist`` reports (the full bench runs it; quick leaves them None)
-MNIST_KEYS = ("lenet300_mnist_ratio", "lenet300_mnist_error", "lenet300_mnist_seconds", "lenet5_mnist_ratio",
-              "lenet5_mnist_error", "lenet5_mnist_seconds")
+MNIST_KEYS = mnist_keys()
 #: what ``eiex bench`` prints and its JSON holds at least (issues 6 and 14)
 HEADLINE_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn",
                  "eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "verilator_vs_amaranth_speed",

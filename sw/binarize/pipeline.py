@@ -34,33 +34,60 @@ BINARY_SCHEDULE = (TrainConfig(epochs=20, lr=1e-2, batch_size=100), TrainConfig(
 FLOAT_SCHEDULE = (TrainConfig(epochs=15, lr=1e-3, batch_size=100),)
 
 
+@dataclass(frozen=True)
+class Training:
+    """How ``binarize`` trains: the binarized network's stages, the float twin's, and the
+    binarized network's dropout ``(p_input, p_hidden)`` (built-in models only)."""
+
+    binary: tuple[TrainConfig, ...] = BINARY_SCHEDULE
+    float: tuple[TrainConfig, ...] = FLOAT_SCHEDULE
+    dropout: tuple[float, float] = (0.0, 0.0)
+
+
+#: tunings for a built-in model on a dataset, over the defaults above (see README, "binarize")
+TUNED_TRAINING = {
+    ("bnn-lfc", "mnist"): Training(
+        binary=(TrainConfig(epochs=30, lr=1e-2, batch_size=100, schedule="cosine", shift=2),),
+        float=(TrainConfig(epochs=3, lr=1e-3, batch_size=100, schedule="cosine"),),
+        dropout=(0.0, 0.0)),
+}
+
+
+def training_for(model_name, dataset_name: str) -> Training:
+    """The tuned training of a built-in model on a dataset, else the defaults."""
+    return TUNED_TRAINING.get((model_name, dataset_name), Training()) if isinstance(model_name, str) else Training()
+
+
 def raw_tensors(split: Split) -> Tensors:
     """Raw pixels as float32 ``(n, pixels)`` (0..255) with their labels: what both MLPs read."""
     x = torch.from_numpy(split.images.reshape(len(split), -1).astype(np.float32))
     return Tensors(x, torch.from_numpy(split.labels))
 
 
-def train_schedule(model: nn.Module, data: Tensors, schedule, *, seed: int, desc: str, after_step=None) -> None:
+def train_schedule(model: nn.Module, data: Tensors, schedule, *, seed: int, desc: str, after_step=None,
+                   image_shape=None) -> None:
     """``fit`` once per stage of ``schedule`` (a new Adam per stage, a seed per stage)."""
     for stage, config in enumerate(schedule):
-        fit(model, data, config, seed=seed + stage, after_step=after_step, desc=f"{desc} {stage + 1}")
+        fit(model, data, config, seed=seed + stage, after_step=after_step, desc=f"{desc} {stage + 1}",
+            image_shape=image_shape)
 
 
 def build_bnn(model_name: str, hidden=None, mode: str = DEFAULT_MODE, n_inputs: int = 784,
-              n_classes: int = 10) -> BnnMlp:
+              n_classes: int = 10, dropout=(0.0, 0.0)) -> BnnMlp:
     """A built-in binarized MLP; ``hidden`` (default: the model's own widths) overrides its widths."""
     if model_name not in MODELS:
         raise EiexError(f"unknown binarized model {model_name!r} (known: {', '.join(MODELS)}, or FILE.py:FUNCTION)")
     return BnnMlp(MODEL_HIDDEN[model_name] if hidden is None else hidden, mode, n_inputs=n_inputs,
-                  n_classes=n_classes)
+                  n_classes=n_classes, dropout=dropout)
 
 
-def binary_model(model, hidden, mode: str, n_inputs: int, n_classes: int) -> tuple[nn.Module, str, tuple, Callable]:
+def binary_model(model, hidden, mode: str, n_inputs: int, n_classes: int,
+                 dropout=(0.0, 0.0)) -> tuple[nn.Module, str, tuple, Callable]:
     """The network to train, the name its report gives it, its layer sizes, and how to turn it
     into a foldable :class:`BnnMlp` after training. ``model``: a built-in name, ``FILE.py:FUNCTION`` or a module
     built from eiex's binarized layers (:mod:`eiex.sw.binarize.user_model`)."""
     if isinstance(model, str) and not is_model_file(model):
-        bnn = build_bnn(model, hidden, mode, n_inputs, n_classes)
+        bnn = build_bnn(model, hidden, mode, n_inputs, n_classes, dropout)
         return bnn, model, bnn.sizes, bnn.eval
     if isinstance(model, str):
         name, model = model, load_model_function(model)
@@ -108,8 +135,9 @@ def binarize(
     seed: int = 0,
     mode: str = DEFAULT_MODE,
     hidden=None,
-    binary_schedule=BINARY_SCHEDULE,
-    float_schedule=FLOAT_SCHEDULE,
+    binary_schedule=None,
+    float_schedule=None,
+    dropout=None,
     threads: int = DEFAULT_THREADS,
     log=print,
 ) -> BinarizeResult:
@@ -118,34 +146,43 @@ def binarize(
     ``binary_accuracy`` comes from the folded integer network (:func:`run_folded`),
     ``torch_binary_accuracy`` from the PyTorch model in eval mode; ``agreement`` is the fraction
     of held-out digits on which the two predict the same class. Training runs on ``threads`` torch
-    threads (restored afterwards).
+    threads (restored afterwards). The schedules and dropout default to the model's tuning for the
+    dataset (:data:`TUNED_TRAINING`), else to :class:`Training`'s; dropout applies to built-in models
+    (a user's model holds its own ``Dropout`` modules).
     """
     if isinstance(model_name, str) and not is_model_file(model_name):
-        build_bnn(model_name, hidden, mode)  # refuse bad arguments before loading or training
+        build_bnn(model_name, hidden, mode, dropout=(0.0, 0.0) if dropout is None else dropout)  # refuse bad
+        # arguments before loading or training
+    elif dropout is not None:
+        raise EiexError("dropout is set for built-in models; a model of your own holds its own torch.nn.Dropout "
+                        "modules")
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
         raise EiexError(f"threads must be an integer from 1 to 256, not {threads!r}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule,
-                         threads, log)
+        return _binarize(model_name, dataset_name, data_dir, seed, mode, hidden,
+                         (binary_schedule, float_schedule, dropout), threads, log)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_schedule, float_schedule, threads,
-              log) -> BinarizeResult:
+def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, overrides, threads, log) -> BinarizeResult:
     dataset = pixel_dataset(dataset_name, data_dir)
+    tuned = training_for(model_name, dataset.name)
+    binary_schedule, float_schedule, dropout = (tuned_value if value is None else value for value, tuned_value in
+                                                zip(overrides, (tuned.binary, tuned.float, tuned.dropout)))
     n_inputs, n_classes = int(np.prod(dataset.sample_shape)), max(dataset.n_classes, 2)
     seed_everything(seed)  # before each model exists: its initial weights come from the seed
-    trained, model_name, sizes, to_bnn = binary_model(model_name, hidden, mode, n_inputs, n_classes)
+    trained, model_name, sizes, to_bnn = binary_model(model_name, hidden, mode, n_inputs, n_classes, dropout)
     train, test = raw_tensors(dataset.train), raw_tensors(dataset.test)
     clock = StageClock()
     lap, seconds = clock.lap, clock.seconds
 
     seed_everything(seed)
     float_model = FloatMlp(sizes[1:-1], n_inputs=n_inputs, n_classes=sizes[-1])
-    train_schedule(float_model, train, float_schedule, seed=seed, desc="float")
+    image_shape = dataset.sample_shape[-2:] if len(dataset.sample_shape) >= 2 else None
+    train_schedule(float_model, train, float_schedule, seed=seed, desc="float", image_shape=image_shape)
     float_accuracy = accuracy(float_model, test)
     log(f"float accuracy {float_accuracy:.2%} on {len(test.y)} held-out digits")
     lap("float")
@@ -153,7 +190,7 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_sch
     seed_everything(seed)
     clip_latent_weights(trained)
     train_schedule(trained, train, binary_schedule, seed=seed, desc="binary",
-                   after_step=lambda: clip_latent_weights(trained))
+                   after_step=lambda: clip_latent_weights(trained), image_shape=image_shape)
     torch_predictions = predict(trained, test.x).numpy()
     torch_binary_accuracy = float((torch_predictions == dataset.test.labels).mean())
     model = to_bnn()
@@ -200,6 +237,7 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, binary_sch
         "training": {
             "float": [vars(c) for c in float_schedule],
             "binary": [vars(c) for c in binary_schedule],
+            "dropout": list(dropout) if isinstance(trained, BnnMlp) else "the model's own Dropout modules",
             "optimizer": "Adam, cross-entropy; latent weights clipped to [-1, 1] after every step",
         },
         "seconds": {**seconds, "total": sum(seconds.values())},

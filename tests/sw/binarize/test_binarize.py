@@ -143,11 +143,33 @@ def test_nan_weights_are_refused_with_one_line(trained):
     (lambda: BnnMlp(hidden=(64, -1)), "layer sizes must be positive integers"),
     (lambda: binarize("lenet300"), "unknown binarized model 'lenet300'"),
     (lambda: binarize(threads=0), "threads must be an integer from 1 to 256, not 0"),
+    (lambda: BnnMlp(dropout=(0.2, 1.0)), "dropout must be two rates"),
+    (lambda: binarize(dropout=(0.5,)), "dropout must be two rates"),
+    (lambda: binarize(BnnMlp(hidden=(8,)), dropout=(0.2, 0.2)), "dropout is set for built-in models"),
 ])
 def test_bad_arguments_are_refused_with_one_line(call, message):
     with pytest.raises(EiexError, match=message) as e:
         call()
     assert "\n" not in str(e.value)
+
+
+def test_dropped_inputs_leave_the_sum_while_training_and_nothing_drops_in_eval():
+    layer = BinaryLinear(4, 1, "bnn")
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, -1.0, 1.0, 1.0]]))
+    x = torch.tensor([[2.0, 0.0, -0.5, 0.0]])  # as dropout leaves them: two inputs dropped
+    # training: sign(2) * 1 + sign(-0.5) * 1 = 0, the zeros add nothing (sign(0) = +1 would add 0 + 1)
+    assert layer.train()(x).item() == 0.0
+    assert layer.eval()(x).item() == 1.0 - 1.0 - 1.0 + 1.0  # eval: the sign convention, 0 -> +1
+    # BnnMlp's dropout is BinaryNet's: in training some hidden bits leave the sums, in eval none do
+    seed_everything(0)
+    model = BnnMlp(hidden=(16,), mode="bnn", dropout=(0.0, 0.5)).train()
+    raw = torch.randint(0, 256, (64, 784)).float()
+    hidden = model.norms[0](model.linears[0](model.binarize_input(raw)))
+    full = BinaryLinear.forward(model.linears[1].eval(), hidden)
+    assert not torch.equal(model.linears[1].train()(model.drops[1](hidden)), full)
+    model.eval()
+    assert torch.equal(model.linears[1](model.drops[1](hidden)), full)
 
 
 def test_short_binarize_run_writes_report_and_npz(tmp_path):

@@ -107,6 +107,10 @@ def choose_folding(shapes, pe=None, simd=None, target_interval=None) -> list[tup
     target. With both lists given, a given target is checked, not used. An override may exceed the
     layer's ``out_features`` (``pe``) or ``in_features`` (``simd``), up to :data:`MAX_PADDED_OVERRIDE`."""
     n = len(shapes)
+    for l, shape in enumerate(shapes):
+        if shape is None or len(shape) != 2:
+            raise EiexError(f"layer {l}: choose_folding takes fully connected layers (M, K), not {shape!r}; fold conv "
+                            f"and pool layers with solve_folding")
     pe, simd = _check_overrides("pe", pe, n), _check_overrides("simd", simd, n)
     explicit = target_interval is not None
     target = _check_target(target_interval) if explicit else default_target(shapes)

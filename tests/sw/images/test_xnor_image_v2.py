@@ -14,7 +14,7 @@ from eiex.hw.xnor import golden
 from eiex.sw.images import memfiles
 from eiex.sw.images.xnor import arithmetic
 from eiex.sw.images.xnor.files import load_image, write_image
-from eiex.sw.images.xnor.folding import default_target, solve_folding
+from eiex.sw.images.xnor.folding import choose_folding, default_target, solve_folding
 from eiex.sw.images.xnor.image import (XnorConvLayer, XnorImage, XnorLayer, XnorPoolLayer, pack_thresholds,
                                        pack_weights, signed_bits, unpack_thresholds, unpack_weights)
 from test_xnor_files import PADDED, edit_manifest, make_image, memory, random_image, set_words, with_bits
@@ -495,3 +495,6 @@ def test_folding_by_hand():
     # the conv (4 * 18 weights at 16 positions) is the largest; at most 64 lanes give it NF * SF = 2
     assert default_target(HAND_SHAPES) == 32
     assert default_target([(5, 16), (3, 5)]) == default_target([(5, 16), None, (3, 5)]) == 2
+    with pytest.raises(EiexError, match=r"^layer 0: choose_folding takes fully connected layers \(M, K\), not "
+                                        r"\(4, 18, 16\); fold conv and pool layers with solve_folding$"):
+        choose_folding(HAND_SHAPES)

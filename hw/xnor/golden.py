@@ -5,5 +5,6 @@ where the binarizer also measures its folded network); this module is its name b
 """
 
 from eiex.sw.images.xnor.arithmetic import (  # noqa: F401
-    binarize_input, check_bits, ideal_interval, predict, propagate, run, run_layers, scores,
+    binarize_input, check_bits, convolve, ideal_interval, pool, predict, propagate, run, run_layer, run_layers,
+    scores,
 )

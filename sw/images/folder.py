@@ -41,9 +41,9 @@ def write_folder(out, force: bool, manifest: dict, memories, formats) -> dict:
     return manifest
 
 
-def read_manifest(folder, kind: str, format_name: str, version: int, keys) -> dict:
-    """The manifest of an image folder of ``kind`` ("EIE", "XNOR"), its format and version checked and
-    its top-level ``keys`` present."""
+def read_manifest(folder, kind: str, format_name: str, version, keys) -> dict:
+    """The manifest of an image folder of ``kind`` ("EIE", "XNOR"), its format and version (one
+    integer, or a tuple of the versions read) checked and its top-level ``keys`` present."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise EiexError(f"{folder} is not an {kind} image: {MANIFEST} not found")
@@ -54,8 +54,10 @@ def read_manifest(folder, kind: str, format_name: str, version: int, keys) -> di
     require(manifest, ("format", "version", *keys), MANIFEST)
     if manifest["format"] != format_name:
         raise EiexError(f"{MANIFEST}: format {manifest['format']!r} is not {format_name!r}")
-    if manifest["version"] != version:
-        raise EiexError(f"{MANIFEST}: version {manifest['version']!r} is not supported (this eiex reads {version})")
+    versions = version if isinstance(version, tuple) else (version,)
+    if isinstance(manifest["version"], bool) or manifest["version"] not in versions:
+        read = " or ".join(str(v) for v in versions)
+        raise EiexError(f"{MANIFEST}: version {manifest['version']!r} is not supported (this eiex reads {read})")
     return manifest
 
 

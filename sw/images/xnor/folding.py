@@ -11,6 +11,11 @@ the fold: ``NF`` or ``SF`` is already 1), but an override may, as the spec allow
 hardware for), for instance to give every layer the same ``P``. It may go up to the larger of the
 layer's size and :data:`MAX_PADDED_OVERRIDE`, so that a typing slip does not write an image of a
 million padding memories.
+
+Version 2 (XNOR spec section 7): a ``conv`` layer runs its matrix once per output position, so its
+shape is ``(M, K, positions)`` with ``positions = H_out * W_out`` and it needs
+``positions * NF * SF <= target``; a ``pool`` layer, given as ``None``, gets no folding (``None``).
+A fully connected layer is ``(M, K)`` (one position), solved exactly as before.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ OUTPUT_THR_BITS = 2  # the output layer has no thresholds; its thr_bits is unuse
 
 def _fold(m: int, k: int, p: int, s: int) -> int:
     return math.ceil(m / p) * math.ceil(k / s)
+
+
+def _split(shape) -> tuple[int, int, int]:
+    """``(M, K, positions)`` of a layer shape ``(M, K)`` or ``(M, K, positions)``."""
+    m, k, *rest = shape
+    return int(m), int(k), int(rest[0]) if rest else 1
 
 
 def _solve_layer(m: int, k: int, target: int) -> tuple[int, int]:
@@ -52,20 +63,33 @@ def _check_target(target_interval) -> int:
     return int(target_interval)
 
 
-def solve_folding(shapes, target_interval: int) -> list[tuple[int, int]]:
-    """Per layer ``(M, K)``, the ``(P, S)`` with the fewest lanes ``P * S`` such that
-    ``ceil(M / P) * ceil(K / S) <= target_interval``; ties go to fewer padding bits, then smaller ``P``.
+def solve_folding(shapes, target_interval: int) -> list[tuple[int, int] | None]:
+    """Per layer ``(M, K)`` or ``(M, K, positions)``, the ``(P, S)`` with the fewest lanes ``P * S``
+    such that ``positions * ceil(M / P) * ceil(K / S) <= target_interval``; ties go to fewer padding
+    bits, then smaller ``P``. A ``None`` shape (a pool layer) gives ``None``.
 
-    Every target of at least 1 is reachable (``P = M``, ``S = K`` takes one cycle).
+    Every target of at least ``positions`` is reachable (``P = M``, ``S = K`` takes one cycle per
+    position); a smaller one is refused.
     """
     target = _check_target(target_interval)
-    return [_solve_layer(int(m), int(k), target) for m, k in shapes]
+    folding = []
+    for l, shape in enumerate(shapes):
+        if shape is None:
+            folding.append(None)
+            continue
+        m, k, positions = _split(shape)
+        if positions > target:
+            raise EiexError(f"layer {l}: its {positions} output positions take at least {positions} cycles, more "
+                            f"than the target interval {target}")
+        folding.append(_solve_layer(m, k, target // positions))
+    return folding
 
 
 def default_target(shapes, lanes: int = DEFAULT_LANES) -> int:
-    """The smallest interval the largest layer (most weights) reaches with at most ``lanes`` lanes."""
-    m, k = max(shapes, key=lambda shape: shape[0] * shape[1])
-    return min(_fold(m, k, p, min(k, lanes // p)) for p in range(1, min(m, lanes) + 1))
+    """The smallest interval the largest layer (most weights times positions) reaches with at most
+    ``lanes`` lanes; ``None`` shapes (pool layers) are skipped."""
+    m, k, positions = max((_split(s) for s in shapes if s is not None), key=lambda s: s[0] * s[1] * s[2])
+    return positions * min(_fold(m, k, p, min(k, lanes // p)) for p in range(1, min(m, lanes) + 1))
 
 
 def _check_overrides(name: str, values, n: int) -> list | None:
@@ -83,6 +107,10 @@ def choose_folding(shapes, pe=None, simd=None, target_interval=None) -> list[tup
     target. With both lists given, a given target is checked, not used. An override may exceed the
     layer's ``out_features`` (``pe``) or ``in_features`` (``simd``), up to :data:`MAX_PADDED_OVERRIDE`."""
     n = len(shapes)
+    for l, shape in enumerate(shapes):
+        if shape is None or len(shape) != 2:
+            raise EiexError(f"layer {l}: choose_folding takes fully connected layers (M, K), not {shape!r}; fold conv "
+                            f"and pool layers with solve_folding")
     pe, simd = _check_overrides("pe", pe, n), _check_overrides("simd", simd, n)
     explicit = target_interval is not None
     target = _check_target(target_interval) if explicit else default_target(shapes)

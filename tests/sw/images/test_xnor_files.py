@@ -181,8 +181,8 @@ TAMPERS = [
     (lambda f: (f / "manifest.json").unlink(), "is not an XNOR image: manifest.json not found$"),
     (lambda f: (f / "manifest.json").write_text("{"), "manifest.json: not valid JSON"),
     # manifest header
-    (lambda f: edit_manifest(f, lambda m: m.__setitem__("version", 2)),
-     r"^manifest.json: version 2 is not supported \(this eiex reads 1\)$"),
+    (lambda f: edit_manifest(f, lambda m: m.__setitem__("version", 3)),
+     r"^manifest.json: version 3 is not supported \(this eiex reads 1 or 2\)$"),
     (lambda f: edit_manifest(f, lambda m: m.__setitem__("format", "eiex-eie-image")),
      "^manifest.json: format 'eiex-eie-image' is not 'eiex-xnor-image'$"),
     (lambda f: edit_manifest(f, lambda m: m.pop("output")), "^manifest.json lacks output$"),

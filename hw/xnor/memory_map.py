@@ -10,7 +10,17 @@ from eiex.sw.images.xnor.folding import OUTPUT_THR_BITS, choose_folding
 from eiex.sw.images.xnor.image import bits_to_words, check_geometry, pack_thresholds, pack_weights, signed_bits
 
 
+def check_fully_connected(image) -> None:
+    """The engine's RTL runs hidden and output layers; a version-2 image's conv or pool layer (which
+    the golden model runs) gets one line."""
+    for layer in image.layers:
+        if layer.kind not in ("hidden", "output"):
+            raise EiexError(f"the XNOR engine's hardware runs fully connected layers so far; layer {layer.name} is "
+                            f"{layer.kind} (the golden model runs it)")
+
+
 def engine_for(image) -> list[LayerGeometry]:
+    check_fully_connected(image)
     return [LayerGeometry.of(layer) for layer in image.layers]
 
 
@@ -38,6 +48,7 @@ def engine_for_sizes(sizes, pe=None, simd=None, target_interval=None, thr_bits=N
 
 def memory_contents(image) -> list[dict]:
     """Per layer ``{"weights": [words per PE], "thresholds": [words per PE]}`` for the engine's init."""
+    check_fully_connected(image)
     contents = []
     for layer in image.layers:
         entry = {"weights": pack_weights(layer)}

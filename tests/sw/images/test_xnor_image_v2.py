@@ -498,3 +498,14 @@ def test_folding_by_hand():
     with pytest.raises(EiexError, match=r"^layer 0: choose_folding takes fully connected layers \(M, K\), not "
                                         r"\(4, 18, 16\); fold conv and pool layers with solve_folding$"):
         choose_folding(HAND_SHAPES)
+
+
+def test_the_engines_hardware_refuses_map_layers_in_one_line():
+    from eiex.hw.xnor.memory_map import engine_for, memory_contents
+
+    in_shape, plan = NETWORKS["k3_p_is_m"]
+    image = build(in_shape, plan)
+    for make in (engine_for, memory_contents):
+        with pytest.raises(EiexError, match="hardware runs fully connected layers so far; layer conv0 is conv") as e:
+            make(image)
+        assert "\n" not in str(e.value)

@@ -71,6 +71,23 @@ def binarize_weight(w: torch.Tensor) -> torch.Tensor:
     return _SignWeight.apply(w)
 
 
+def binary_inputs(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What a binarized layer multiplies: ``x`` itself in BinaryConnect mode, else its sign, where
+    while training a zero (dropped) input stays 0 and the straight-through gradient is unchanged."""
+    if layer.mode == "binaryconnect":
+        return x
+    bits = binarize_activation(x)
+    return bits - (bits * (x == 0)).detach() if layer.training else bits
+
+
+def _check_layer_args(layer: str, mode: str, **sizes) -> None:
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise EiexError(f"{layer} {name} must be a positive integer, not {value!r}")
+    if mode not in MODES:
+        raise EiexError(f"binarization mode must be one of {', '.join(MODES)}, not {mode!r}")
+
+
 class BinaryLinear(nn.Module):
     """A linear layer without bias whose weights (and, but for BinaryConnect, inputs) are +-1.
 
@@ -88,11 +105,7 @@ class BinaryLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, mode: str = "bnn"):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise EiexError(f"BinaryLinear {name} must be a positive integer, not {value!r}")
-        if mode not in MODES:
-            raise EiexError(f"binarization mode must be one of {', '.join(MODES)}, not {mode!r}")
+        _check_layer_args("BinaryLinear", mode, in_features=in_features, out_features=out_features)
         self.in_features, self.out_features, self.mode = in_features, out_features, mode
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.uniform_(self.weight, -1.0 / in_features**0.5, 1.0 / in_features**0.5)
@@ -102,17 +115,45 @@ class BinaryLinear(nn.Module):
         return self.weight.abs().mean(dim=1) if self.mode == "xnor" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode != "binaryconnect":
-            bits = binarize_activation(x)
-            if self.training:  # a dropped (zero) input adds nothing; the gradient passes as before
-                bits = bits - (bits * (x == 0)).detach()
-            x = bits
-        y = x @ binarize_weight(self.weight).t()
+        y = binary_inputs(self, x) @ binarize_weight(self.weight).t()
         alpha = self.alpha()
         return y if alpha is None else y * alpha
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, mode={self.mode}"
+
+
+class BinaryConv2d(nn.Module):
+    """A valid (no padding), stride-1 convolution without bias whose weights (and, but for
+    BinaryConnect, inputs) are +-1: the ``conv`` layer of ``xnor-image.md`` section 7.
+
+    ``mode`` as for :class:`BinaryLinear`; in xnor mode each output channel is scaled by
+    ``alpha = mean |W|`` of its latent kernel. ``weight`` holds the latent float weights
+    ``(out_channels, in_channels, k, k)``, kept in ``[-1, 1]``; the image's column order
+    ``(ky * k + kx) * C + ci`` is ``weight.permute(0, 2, 3, 1).reshape(M, -1)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mode: str = "bnn"):
+        super().__init__()
+        _check_layer_args("BinaryConv2d", mode, in_channels=in_channels, out_channels=out_channels,
+                          kernel_size=kernel_size)
+        self.in_channels, self.out_channels, self.kernel_size, self.mode = in_channels, out_channels, kernel_size, mode
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        bound = 1.0 / (in_channels * kernel_size * kernel_size) ** 0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def alpha(self) -> torch.Tensor | None:
+        """XNOR-Net's per-channel scaling ``mean |W|`` of the latent kernels, or None outside xnor mode."""
+        return self.weight.abs().mean(dim=(1, 2, 3)) if self.mode == "xnor" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.conv2d(binary_inputs(self, x), binarize_weight(self.weight))
+        alpha = self.alpha()
+        return y if alpha is None else y * alpha[None, :, None, None]
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"kernel_size={self.kernel_size}, mode={self.mode}")
 
 
 class BinaryInput(nn.Module):
@@ -148,9 +189,10 @@ class BinaryActivation(nn.Module):
 
 @torch.no_grad()
 def clip_latent_weights(model: nn.Module) -> None:
-    """Clip the latent weights of every :class:`BinaryLinear` in ``model`` to ``[-1, 1]``."""
+    """Clip the latent weights of every :class:`BinaryLinear` and :class:`BinaryConv2d` in ``model``
+    to ``[-1, 1]``."""
     for module in model.modules():
-        if isinstance(module, BinaryLinear):
+        if isinstance(module, (BinaryLinear, BinaryConv2d)):
             module.weight.clamp_(-1.0, 1.0)
 
 

@@ -176,6 +176,21 @@ def compile_output(sign_weights, alpha, bn: BatchNormParams, what: str = "output
     return OutputFold(weights=w, scale=bn.gamma * a / std, bias=bn.beta - bn.gamma * bn.mean / std)
 
 
+def conv_matrix(sign_kernels) -> np.ndarray:
+    """Conv sign kernels ``(M, C, k, k)`` (PyTorch's layout) as the image's ``(M, k * k * C)`` matrix,
+    column ``(ky * k + kx) * C + ci`` (``xnor-image.md`` section 7)."""
+    w = np.asarray(sign_kernels)
+    if w.ndim != 4 or w.shape[2] != w.shape[3]:
+        raise EiexError(f"conv sign kernels must be shaped (out, in, k, k), got {w.shape}")
+    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def compile_conv(sign_kernels, alpha, bn: BatchNormParams, what: str = "conv layer") -> HiddenFold:
+    """A binarized conv layer with its per-channel alpha and batch norm as a hidden layer over the
+    ``k * k * C`` patch columns: one threshold per output channel, exactly as :func:`compile_hidden`."""
+    return compile_hidden(conv_matrix(sign_kernels), alpha, bn, what)
+
+
 def fold_layers(hidden: list[HiddenFold], output: OutputFold,
                 input_threshold: float = INPUT_THRESHOLD) -> dict[str, np.ndarray]:
     """The ``binary.npz`` dictionary of a folded network (see the module docstring)."""

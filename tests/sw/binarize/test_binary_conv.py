@@ -80,3 +80,33 @@ def test_bad_arguments_are_one_line(args, message):
     with pytest.raises(EiexError, match=message) as e:
         BinaryConv2d(*args)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode", ["bnn", "xnor"])
+def test_a_folded_conv_layer_fires_where_the_trained_layer_and_its_batch_norm_do(mode):
+    from eiex.sw.binarize.layers import sign
+    from eiex.sw.binarize.thresholds import BatchNormParams, compile_conv
+
+    torch.manual_seed(1)
+    c, m, k, h, w = 3, 6, 3, 7, 8
+    layer = BinaryConv2d(c, m, k, mode)
+    norm = torch.nn.BatchNorm2d(m)
+    with torch.no_grad():
+        layer.weight.uniform_(-1, 1)
+        norm.weight.copy_(torch.tensor([1.5, -0.7, 0.0, 2.0, -1.0, 0.3]))  # gamma < 0 flips, gamma = 0
+        norm.bias.uniform_(-1, 1)
+        norm.running_mean.uniform_(-4, 4)
+        norm.running_var.uniform_(0.5, 9)
+    layer.eval(), norm.eval()
+    x = sign(torch.randn(20, c, h, w))
+    with torch.no_grad():
+        fires = (norm(layer(x)) >= 0).numpy().astype(np.uint8)  # (N, M, Ho, Wo)
+    alpha = layer.alpha()
+    fold = compile_conv(sign(layer.weight.detach()).numpy(), None if alpha is None else alpha.detach().double().numpy(),
+                        BatchNormParams.of(*(t.detach().double().numpy() for t in (norm.weight, norm.bias,
+                                                                                  norm.running_mean, norm.running_var)),
+                                           norm.eps))
+    bits = (x.numpy().transpose(0, 2, 3, 1) > 0).astype(np.uint8).reshape(20, -1)
+    engine = convolve(bits, (h, w, c), k, fold.weights, fold.thresholds)
+    assert np.array_equal(engine, fires.transpose(0, 2, 3, 1).reshape(20, -1))
+    assert fold.flipped.tolist() == [g < 0 for g in (1.5, -0.7, 0.0, 2.0, -1.0, 0.3)]

@@ -33,14 +33,14 @@ def add_parser(sub) -> None:
 
 
 def rate_pair(text: str) -> tuple[float, float]:
-    """``0.2,0.5``: two dropout rates in [0, 1)."""
+    """``0.2,0.5``: two dropout rates in [0, 1), checked by the layers' own rule."""
+    from eiex.errors import EiexError
+    from eiex.sw.binarize.layers import check_dropout
+
     try:
-        rates = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        rates = ()
-    if len(rates) != 2 or not all(0.0 <= r < 1.0 for r in rates):
-        raise argparse.ArgumentTypeError(f"expected two rates from 0 up to 1 (input,hidden), not {text!r}")
-    return rates
+        return check_dropout(text.split(","))
+    except EiexError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args) -> int:

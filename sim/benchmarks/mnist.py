@@ -69,6 +69,7 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
     from eiex.sw.binarize.pipeline import binarize
     from eiex.sw.data import load_dataset
     from eiex.sw.images.xnor.export import image_from_folded
+    from eiex.sw.images.xnor.folding import xnor_lanes
 
     started = time.perf_counter()
     result = binarize(model, "mnist", seed=seed, log=log, **options)
@@ -95,7 +96,7 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
             "engine_digits": len(inputs), "simulator": simulator, "bit_exact": True, "seconds": seconds,
             "verilator_seconds": verilator_seconds, "build_seconds": stats.run.get("build_seconds"),
             "cycles_per_second": stats.cycles_per_second, "interval": stats.interval,
-            "lanes": sum(layer.pe * layer.simd for layer in image.layers), "paper": BINARY_PAPER[model]}
+            "lanes": xnor_lanes(image.layers), "paper": BINARY_PAPER[model]}
 
 
 def markdown(rows: list[dict]) -> str:

@@ -283,12 +283,13 @@ def _xnor_amaranth(image, x, *, queue_depth=8, timing=None, **options):
 
 
 def _xnor_cocotb_job(image, bits, layers, preload: bool) -> CocotbJob:
-    from eiex.hw.xnor.engine import load_layout
+    from eiex.hw.xnor.cycles import unit_timing
+    from eiex.hw.xnor.engine import input_beats, load_layout
     from eiex.hw.xnor.memory_map import load_writes, pack_input
     from eiex.sim.testbenches.runner import pack_payloads
 
     loads = [] if preload else pack_payloads(load_layout(layers), load_writes(image))
-    work = sum(g.nf * g.sf for g in layers) + layers[0].sf + layers[-1].out_features
+    work = sum(unit_timing(g)[0] for g in layers) + input_beats(layers[0])[0] + layers[-1].out_features
     return CocotbJob(loads, [[int(w) for w in beats] for beats in pack_input(image, bits)], 4 * work + 1000)
 
 

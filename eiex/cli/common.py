@@ -12,7 +12,6 @@ from typing import Callable
 from eiex.errors import EiexError
 from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH
 from eiex.sw.images.memfiles import FORMATS
-from eiex.sw.images.xnor.folding import xnor_lanes
 
 
 class Parser(argparse.ArgumentParser):
@@ -200,11 +199,24 @@ def add_xnor_engine(p) -> None:
 
 # ---- engines from the options ------------------------------------------------------------------
 
+def describe_layer(g) -> str:
+    """One engine layer's geometry in a few words."""
+    from eiex.hw.xnor.conv import ConvGeometry
+    from eiex.hw.xnor.pool import PoolGeometry
+
+    if isinstance(g, PoolGeometry):
+        return f"pool {g.size} of {'x'.join(map(str, g.in_shape))}"
+    if isinstance(g, ConvGeometry):
+        return (f"conv {g.kernel}x{g.kernel} {'x'.join(map(str, g.in_shape))}->{g.out_channels} pe {g.pe} "
+                f"simd {g.simd} (positions*T {g.positions}*{g.position_cycles})")
+    return (f"{g.in_features}->{g.out_features} pe {g.pe} simd {g.simd} "
+            f"(NF*SF {-(-g.out_features // g.pe) * -(-g.in_features // g.simd)})")
+
+
 def describe_folding(layers) -> str:
-    lanes = xnor_lanes(layers)
-    return (", ".join(f"{layer.in_features}->{layer.out_features} pe {layer.pe} simd {layer.simd} "
-                      f"(NF*SF {-(-layer.out_features // layer.pe) * -(-layer.in_features // layer.simd)})"
-                      for layer in layers) + f"; {lanes} lanes")
+    from eiex.hw.xnor.engine import engine_lanes
+
+    return ", ".join(map(describe_layer, layers)) + f"; {engine_lanes(layers)} lanes"
 
 
 def describe_eie(hw, init, images=None) -> str:
@@ -266,7 +278,11 @@ def eie_params(hw) -> dict:
 
 
 def xnor_params(layers) -> dict:
-    return {"engine": "xnor", "layers": [vars(g) for g in layers], "lanes": xnor_lanes(layers)}
+    from eiex.hw.xnor.engine import engine_lanes
+
+    kinds = {"LayerGeometry": "fc", "ConvGeometry": "conv", "PoolGeometry": "pool"}
+    return {"engine": "xnor", "layers": [{"kind": kinds[type(g).__name__], **vars(g)} for g in layers],
+            "lanes": engine_lanes(layers)}
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,21 @@ class BufferGeometry:
         return 2 if self.flush else 1
 
 
+def bank_states(m, w, r, complete, complete_bank) -> None:
+    """The ``FREE``/``WRITING``/``FULL`` state of each bank (see the module docstring), seen by the
+    producer ``w`` as ``free`` and the consumer ``r`` as ``full``; ``complete`` marks the bank
+    ``complete_bank`` full (the cycle after its last word is written)."""
+    state = [Signal(2, name=f"state{b}") for b in range(N_BANKS)]
+    for b in range(N_BANKS):
+        m.d.comb += [w.free[b].eq(state[b] == FREE), r.full[b].eq(state[b] == FULL)]
+        with m.If(complete & (complete_bank == b)):
+            m.d.sync += state[b].eq(FULL)
+        with m.Elif(w.claim & (w.claim_bank == b)):
+            m.d.sync += state[b].eq(WRITING)
+        with m.Elif(r.release & (r.release_bank == b)):
+            m.d.sync += state[b].eq(FREE)
+
+
 def producer_signature(write_width: int) -> wiring.Signature:
     """A producer's side of a banked buffer (members as the producer drives them)."""
     bank = range(N_BANKS)
@@ -226,15 +241,7 @@ class BankedBuffer(wiring.Component):
     def _banks(self, m):
         self.complete = Signal()
         self.complete_bank = Signal(range(N_BANKS))
-        state = [Signal(2, name=f"state{b}") for b in range(N_BANKS)]
-        for b in range(N_BANKS):
-            m.d.comb += [self.w.free[b].eq(state[b] == FREE), self.r.full[b].eq(state[b] == FULL)]
-            with m.If(self.complete & (self.complete_bank == b)):
-                m.d.sync += state[b].eq(FULL)
-            with m.Elif(self.w.claim & (self.w.claim_bank == b)):
-                m.d.sync += state[b].eq(WRITING)
-            with m.Elif(self.r.release & (self.r.release_bank == b)):
-                m.d.sync += state[b].eq(FREE)
+        bank_states(m, self.w, self.r, self.complete, self.complete_bank)
 
     def _gearbox(self, m, wport):
         g = self.g

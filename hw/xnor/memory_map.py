@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 
+from eiex.hw.xnor.conv import ConvGeometry
+from eiex.hw.xnor.engine import check_layers, input_beats, matrix_of
 from eiex.hw.xnor.mvtu import LayerGeometry
+from eiex.hw.xnor.pool import PoolGeometry
 from eiex.errors import EiexError
 from eiex.sw.images.xnor.folding import OUTPUT_THR_BITS, choose_folding
 from eiex.sw.images.xnor.image import bits_to_words, check_geometry, pack_thresholds, pack_weights, signed_bits
 
 
-def check_fully_connected(image) -> None:
-    """The engine's RTL runs hidden and output layers; a version-2 image's conv or pool layer (which
-    the golden model runs) gets one line."""
-    for layer in image.layers:
-        if layer.kind not in ("hidden", "output"):
-            raise EiexError(f"the XNOR engine's hardware runs fully connected layers so far; layer {layer.name} is "
-                            f"{layer.kind} (the golden model runs it)")
+def geometry_of(layer):
+    """The engine geometry of an image layer (hidden, output, conv or pool)."""
+    if layer.kind == "conv":
+        return ConvGeometry.of(layer)
+    if layer.kind == "pool":
+        return PoolGeometry.of(layer)
+    return LayerGeometry.of(layer)
 
 
-def engine_for(image) -> list[LayerGeometry]:
-    check_fully_connected(image)
-    return [LayerGeometry.of(layer) for layer in image.layers]
+def engine_for(image) -> list:
+    """The engine's geometry for an image, one entry per layer; a network the hardware cannot
+    chain (a map after a fully connected layer, which the golden model runs) gets one line."""
+    layers = [geometry_of(layer) for layer in image.layers]
+    check_layers(layers)
+    return layers
 
 
 def engine_for_sizes(sizes, pe=None, simd=None, target_interval=None, thr_bits=None) -> list[LayerGeometry]:
@@ -47,12 +53,14 @@ def engine_for_sizes(sizes, pe=None, simd=None, target_interval=None, thr_bits=N
 
 
 def memory_contents(image) -> list[dict]:
-    """Per layer ``{"weights": [words per PE], "thresholds": [words per PE]}`` for the engine's init."""
-    check_fully_connected(image)
+    """Per layer ``{"weights": [words per PE], "thresholds": [words per PE]}`` for the engine's init
+    (an empty dict for a pool layer)."""
     contents = []
     for layer in image.layers:
-        entry = {"weights": pack_weights(layer)}
-        if layer.kind != "output":
+        entry = {}
+        if layer.kind != "pool":
+            entry["weights"] = pack_weights(layer)
+        if layer.kind in ("hidden", "conv"):
             entry["thresholds"] = pack_thresholds(layer)
         contents.append(entry)
     return contents
@@ -63,18 +71,23 @@ def load_writes(image) -> list[dict]:
     ``P > M`` the PEs ``M .. P - 1`` hold only padding rows and have no memories, so their words
     (all 0) are not sent."""
     writes = []
-    for l, entry in enumerate(memory_contents(image)):
-        used_pe = LayerGeometry.of(image.layers[l]).used_pe
+    for l, (layer, entry) in enumerate(zip(image.layers, memory_contents(image))):
+        matrix = matrix_of(geometry_of(layer))
+        if matrix is None:
+            continue
         for sel, name in ((0, "weights"), (1, "thresholds")):
-            for p, words in enumerate(entry.get(name, [])[:used_pe]):
+            for p, words in enumerate(entry.get(name, [])[:matrix.used_pe]):
                 writes += [{"layer": l, "sel": sel, "pe": p, "addr": a, "data": w} for a, w in enumerate(words)]
     return writes
 
 
 def pack_input(image, bits: np.ndarray) -> list[list[int]]:
-    """Input beats, ``SF_0`` per image: beat ``sf`` bit ``i`` is input ``sf * S_0 + i``."""
-    g = LayerGeometry.of(image.layers[0])
-    padded = np.zeros((len(bits), g.sf * g.simd), dtype=np.uint8)
-    padded[:, :g.in_features] = bits
-    words = bits_to_words(padded.reshape(len(bits) * g.sf, g.simd))
-    return [words[i * g.sf:(i + 1) * g.sf] for i in range(len(bits))]
+    """Input beats per image: for a fully connected first layer its ``SF_0`` SIMD words (beat ``sf``
+    bit ``i`` is input ``sf * S_0 + i``); for a conv or pool first layer the ``H * W`` pixels of the
+    map, ``C`` bits each (the flat input is channels-last, so pixel ``j`` is bits ``[j * C, (j + 1) * C)``)."""
+    first = geometry_of(image.layers[0])
+    beats, width = input_beats(first)
+    padded = np.zeros((len(bits), beats * width), dtype=np.uint8)
+    padded[:, :bits.shape[1]] = bits
+    words = bits_to_words(padded.reshape(len(bits) * beats, width))
+    return [words[i * beats:(i + 1) * beats] for i in range(len(bits))]

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -128,8 +128,159 @@ def _mvtu_source(geometry, source):
     return source
 
 
+def step_layout(g: LayerGeometry) -> data.StructLayout:
+    """One step ``(nf, sf)`` as issued to the datapath: the weight word it reads, where its fold goes."""
+    return data.StructLayout({
+        "valid": 1,
+        "first": 1,   # sf == 0: the accumulators restart
+        "last": 1,    # sf == SF - 1: the fold's results are compared and written
+        "nf": range(max(2, g.nf)),
+        "commit": 1,  # the image's last step: its fold is the image's last write
+        "bank": range(N_BANKS),
+        "waddr": range(max(2, g.nf * g.sf)),  # weight word nf * SF + sf
+    })
+
+
+def fold_layout(g: LayerGeometry) -> data.StructLayout:
+    """A fold's results as the datapath writes them (``we`` with the step's ``last``); ``last_fold``:
+    fold ``NF - 1``, whose padding rows are 0."""
+    return data.StructLayout({"we": 1, "bank": range(N_BANKS), "commit": 1, "last_fold": 1,
+                              "data": g.used_pe * g.result_bits})
+
+
+def load_signature(g: LayerGeometry) -> dict:
+    """The memory-write members of a unit: ``ld_sel`` 0 = weights, 1 = thresholds."""
+    return {"ld_en": In(1), "ld_sel": In(1), "ld_pe": In(range(max(2, g.pe))),
+            "ld_addr": In(range(max(2, g.nf * g.sf))), "ld_data": In(max(g.simd, g.thr_bits))}
+
+
+class MvtuDatapath(wiring.Component):
+    """The MVTU's arithmetic, fed one step a cycle by a controller: weight and threshold memories,
+    XNOR and popcount per PE, accumulate, compare (see the module docstring).
+
+    Parameters
+    ----------
+    geometry : LayerGeometry
+    init : dict or None
+        Elaboration-time memory contents (see :class:`Mvtu`).
+
+    Attributes
+    ----------
+    step : In(step_layout(geometry))
+        The step issued this cycle.
+    x : In(used_simd)
+        The step's input slice, one cycle after the step (a synchronous read's data).
+    fold : Out(fold_layout(geometry))
+        A fold's results, ``latency`` cycles after its last step.
+    ld_* : memory writes.
+    busy : Out(1)
+        A step is in the pipeline.
+    """
+
+    def __init__(self, geometry: LayerGeometry, init: dict | None = None):
+        self.g = geometry
+        self.init = init
+        self.latency = mvtu_latency(geometry)
+        super().__init__({"step": In(step_layout(geometry)), "x": In(geometry.used_simd),
+                          "fold": Out(fold_layout(geometry)), "busy": Out(1), **load_signature(geometry)})
+
+    def elaborate(self, platform):
+        g = self.g
+        m = Module()
+        step = self.step
+
+        # ---- memories: weights (per PE, in block-RAM-sized column groups), thresholds ----------
+        w_data = self._weights(m, g.nf * g.sf)
+        if not g.output:
+            tmem = Memory(shape=g.used_pe * g.thr_bits, depth=g.nf, attrs=BLOCK_RAM,
+                          init=_rows(self.init, "thresholds", g.used_pe, g.thr_bits, g.nf))
+            m.submodules.thresholds = tmem
+            t_addr, t_data = registered_read(m, tmem, "threshold")
+            t_write = tmem.write_port(granularity=g.thr_bits)
+            ld = self.ld_en & (self.ld_sel == 1)
+            m.d.comb += [t_write.addr.eq(self.ld_addr),
+                         t_write.data.eq(self.ld_data[:g.thr_bits].replicate(g.used_pe)),
+                         t_write.en.eq(self._pe_select(ld))]
+
+        # ---- the step's control, delayed to each stage -------------------------------------------
+        issue = {"valid": step.valid, "first": step.first, "last": step.last, "nf": step.nf,
+                 "commit": step.commit, "bank": step.bank}
+        pc_latency = popcount_latency(g.used_simd)
+        stages = delay(m, issue, FETCH + pc_latency + 2, "stage")  # memory read, popcount, acc, compare
+        acc_stage, cmp_stage, wr_stage = stages[-3:]
+
+        # ---- XNOR and popcount per PE, accumulate, threshold ---------------------------------------
+        # Padding columns of the used lanes need no mask: their weights are 0 (spec section 4) and
+        # their inputs are 0 (zeroed by the producer), so each counts 1 on the last column fold: the
+        # accumulator starts at minus their number.
+        padding = g.padding_columns
+        if not g.output:  # threshold nf read in the accumulate stage, registered for the compare
+            m.d.comb += t_addr.eq(stages[-4]["nf"])
+            t_q = Signal.like(t_data)
+            m.d.sync += t_q.eq(t_data)
+        real_rows = g.out_features - (g.nf - 1) * g.pe  # PEs with a real row on the last fold
+        # the memories' outputs registered (block RAM outputs are slow); only the used lanes
+        lanes = g.used_simd
+        w_q, x_q = Signal(g.used_pe * lanes), Signal(lanes)
+        m.d.sync += [w_q.eq(w_data), x_q.eq(self.x)]
+        results = []
+        for p in range(g.used_pe):
+            counter = Popcount(lanes)
+            m.submodules[f"popcount{p}"] = counter
+            m.d.comb += counter.bits.eq(~(w_q.word_select(p, lanes) ^ x_q))
+            acc = Signal(signed(g.acc_bits + 1), name=f"acc{p}")  # -padding .. K (padding < used_simd <= K)
+            with m.If(acc_stage["valid"]):
+                m.d.sync += acc.eq(Mux(acc_stage["first"], -padding, acc) + counter.count)
+            result = Signal(signed(g.score_bits) if g.output else 1, name=f"result{p}")
+            with m.If(cmp_stage["valid"] & cmp_stage["last"]):
+                if g.output:
+                    m.d.sync += result.eq(2 * acc - g.in_features)
+                else:
+                    threshold = t_q.word_select(p, g.thr_bits).as_signed()
+                    fire = acc >= threshold
+                    if p >= real_rows:  # a padding row on the last fold: 0 for the next layer
+                        fire &= cmp_stage["nf"] != g.nf - 1
+                    m.d.sync += result.eq(fire)
+            results.append(result)
+
+        m.d.comb += [self.fold.we.eq(wr_stage["valid"] & wr_stage["last"]), self.fold.bank.eq(wr_stage["bank"]),
+                     self.fold.data.eq(Cat(*results)), self.fold.commit.eq(wr_stage["commit"]),
+                     self.fold.last_fold.eq(wr_stage["nf"] == g.nf - 1)]
+        m.d.comb += self.busy.eq(Cat(*(s["valid"] for s in stages)).any())
+        return m
+
+    def _weights(self, m, steps):
+        """Weight word ``nf * SF + sf`` of every used PE, its used lanes only (``used_pe * used_simd``
+        bits, PE ``p`` at ``p * used_simd``), read the cycle after its address. Each PE's columns
+        are split into groups of :func:`block_columns` bits, one memory each, so that one block RAM
+        holds a group's whole depth and no multiplexer joins blocks of different addresses."""
+        g = self.g
+        width = block_columns(steps)
+        words = (self.init or {}).get("weights")
+        outputs = []
+        ld = self.ld_en & (self.ld_sel == 0)
+        for p in range(g.used_pe):
+            for lo in range(0, g.used_simd, width):
+                hi = min(lo + width, g.used_simd)
+                init = [] if words is None else [(int(w) >> lo) & ((1 << (hi - lo)) - 1) for w in words[p]]
+                mem = Memory(shape=hi - lo, depth=steps, init=init, attrs=BLOCK_RAM)
+                m.submodules[f"weights{p}_{lo}"] = mem
+                read_addr, read_data = registered_read(m, mem, f"weights{p}_{lo}")
+                write = mem.write_port()
+                m.d.comb += [read_addr.eq(self.step.waddr), write.addr.eq(self.ld_addr),
+                             write.data.eq(self.ld_data[lo:hi]), write.en.eq(ld & (self.ld_pe == p))]
+                outputs.append(read_data)
+        return Cat(*outputs)
+
+    def _pe_select(self, enable):
+        """One write-enable bit per used PE: PE ``ld_pe`` when ``enable`` (writes to the others,
+        padding, are dropped)."""
+        return Cat(*(enable & (self.ld_pe == p) for p in range(self.g.used_pe)))
+
+
 class Mvtu(wiring.Component):
-    """One layer's matrix-vector-threshold unit.
+    """One fully connected layer's matrix-vector-threshold unit: a controller stepping through
+    ``NF x SF`` per image over a :class:`MvtuDatapath`.
 
     Parameters
     ----------
@@ -168,35 +319,23 @@ class Mvtu(wiring.Component):
         super().__init__({
             "src": Out(consumer_signature(self.source)),
             "dst": Out(producer_signature(g.used_pe * g.result_bits)),
-            "ld_en": In(1), "ld_sel": In(1), "ld_pe": In(range(max(2, g.pe))),
-            "ld_addr": In(range(max(2, g.nf * g.sf))), "ld_data": In(max(g.simd, g.thr_bits)),
+            **load_signature(g),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
         g = self.g
         m = Module()
-        steps = g.nf * g.sf
-
-        # ---- memories: weights (per PE, in block-RAM-sized column groups), thresholds ----------
-        w_data, w_addr = self._weights(m, steps)
-        if not g.output:
-            tmem = Memory(shape=g.used_pe * g.thr_bits, depth=g.nf, attrs=BLOCK_RAM,
-                          init=_rows(self.init, "thresholds", g.used_pe, g.thr_bits, g.nf))
-            m.submodules.thresholds = tmem
-            t_addr, t_data = registered_read(m, tmem, "threshold")
-            t_write = tmem.write_port(granularity=g.thr_bits)
-            ld = self.ld_en & (self.ld_sel == 1)
-            m.d.comb += [t_write.addr.eq(self.ld_addr),
-                         t_write.data.eq(self.ld_data[:g.thr_bits].replicate(g.used_pe)),
-                         t_write.en.eq(self._pe_select(ld))]
+        m.submodules.datapath = datapath = MvtuDatapath(g, self.init)
+        for name in ("ld_en", "ld_sel", "ld_pe", "ld_addr", "ld_data"):
+            m.d.comb += getattr(datapath, name).eq(getattr(self, name))
 
         # ---- issue: step (nf, sf) addresses weight word nf * SF + sf and input slice sf ------------
         src, dst = self.src, self.dst
         running = Signal()
         nf = Signal(range(g.nf))
         sf = Signal(range(g.sf))
-        waddr = Signal(range(max(2, steps)))
+        waddr = Signal(range(max(2, g.nf * g.sf)))
         rd_bank = Signal(range(N_BANKS))
         wr_bank = Signal(range(N_BANKS))
 
@@ -208,8 +347,8 @@ class Mvtu(wiring.Component):
         start = Signal()
         m.d.comb += start.eq(want & src.full.bit_select(next_rd, 1) & dst.free.bit_select(next_wr, 1))
         m.d.comb += [src.bank.eq(rd_bank), src.release.eq(last_step), src.release_bank.eq(rd_bank),
-                     dst.claim.eq(start), dst.claim_bank.eq(next_wr), w_addr.eq(waddr)]
-        self._slice_counters(m, sf, want, last_sf)
+                     dst.claim.eq(start), dst.claim_bank.eq(next_wr)]
+        slice_counters(m, self.source, src, sf, want, last_sf)
 
         with m.If(want):
             m.d.sync += [rd_bank.eq(next_rd), wr_bank.eq(next_wr), running.eq(start),
@@ -221,97 +360,32 @@ class Mvtu(wiring.Component):
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
-        # ---- the step's control, delayed to each stage -------------------------------------------
-        issue = {"valid": running, "first": sf == 0, "last": last_sf, "nf": nf,
-                 "commit": nf == g.nf - 1, "bank": wr_bank}
-        pc_latency = popcount_latency(g.used_simd)
-        stages = delay(m, issue, FETCH + pc_latency + 2, "stage")  # memory read, popcount, acc, compare
-        acc_stage, cmp_stage, wr_stage = stages[-3:]
-
-        # ---- XNOR and popcount per PE, accumulate, threshold ---------------------------------------
-        # Padding columns of the used lanes need no mask: their weights are 0 (spec section 4) and
-        # their inputs are 0 (zeroed by the producer), so each counts 1 on the last column fold: the
-        # accumulator starts at minus their number.
-        padding = g.padding_columns
-        if not g.output:  # threshold nf read in the accumulate stage, registered for the compare
-            m.d.comb += t_addr.eq(stages[-4]["nf"])
-            t_q = Signal.like(t_data)
-            m.d.sync += t_q.eq(t_data)
-        real_rows = g.out_features - (g.nf - 1) * g.pe  # PEs with a real row on the last fold
-        # the memories' outputs registered (block RAM outputs are slow); only the used lanes
-        lanes = g.used_simd
-        w_q, x_q = Signal(g.used_pe * lanes), Signal(lanes)
-        m.d.sync += [w_q.eq(w_data), x_q.eq(src.data)]
-        results = []
-        for p in range(g.used_pe):
-            counter = Popcount(lanes)
-            m.submodules[f"popcount{p}"] = counter
-            m.d.comb += counter.bits.eq(~(w_q.word_select(p, lanes) ^ x_q))
-            acc = Signal(signed(g.acc_bits + 1), name=f"acc{p}")  # -padding .. K (padding < used_simd <= K)
-            with m.If(acc_stage["valid"]):
-                m.d.sync += acc.eq(Mux(acc_stage["first"], -padding, acc) + counter.count)
-            result = Signal(signed(g.score_bits) if g.output else 1, name=f"result{p}")
-            with m.If(cmp_stage["valid"] & cmp_stage["last"]):
-                if g.output:
-                    m.d.sync += result.eq(2 * acc - g.in_features)
-                else:
-                    threshold = t_q.word_select(p, g.thr_bits).as_signed()
-                    fire = acc >= threshold
-                    if p >= real_rows:  # a padding row on the last fold: 0 for the next layer
-                        fire &= ~cmp_stage["commit"]
-                    m.d.sync += result.eq(fire)
-            results.append(result)
-
-        # ---- write: the fold's results into the next stage's buffer --------------------------------
-        m.d.comb += [dst.we.eq(wr_stage["valid"] & wr_stage["last"]), dst.bank.eq(wr_stage["bank"]),
-                     dst.data.eq(Cat(*results)), dst.commit.eq(wr_stage["commit"])]
-        m.d.comb += self.busy.eq(running | Cat(*(s["valid"] for s in stages)).any())
+        m.d.comb += [datapath.step.valid.eq(running), datapath.step.first.eq(sf == 0),
+                     datapath.step.last.eq(last_sf), datapath.step.nf.eq(nf),
+                     datapath.step.commit.eq(nf == g.nf - 1), datapath.step.bank.eq(wr_bank),
+                     datapath.step.waddr.eq(waddr), datapath.x.eq(src.data)]
+        fold = datapath.fold
+        m.d.comb += [dst.we.eq(fold.we), dst.bank.eq(fold.bank), dst.data.eq(fold.data), dst.commit.eq(fold.commit)]
+        m.d.comb += self.busy.eq(running | datapath.busy)
         return m
 
-    def _weights(self, m, steps):
-        """Weight word ``nf * SF + sf`` of every used PE, its used lanes only (``used_pe * used_simd``
-        bits, PE ``p`` at ``p * used_simd``), read the cycle after its address. Each PE's columns
-        are split into groups of :func:`block_columns` bits, one memory each, so that one block RAM
-        holds a group's whole depth and no multiplexer joins blocks of different addresses."""
-        g = self.g
-        width = block_columns(steps)
-        addr = Signal(range(max(2, steps)))
-        words = (self.init or {}).get("weights")
-        outputs = []
-        ld = self.ld_en & (self.ld_sel == 0)
-        for p in range(g.used_pe):
-            for lo in range(0, g.used_simd, width):
-                hi = min(lo + width, g.used_simd)
-                init = [] if words is None else [(int(w) >> lo) & ((1 << (hi - lo)) - 1) for w in words[p]]
-                mem = Memory(shape=hi - lo, depth=steps, init=init, attrs=BLOCK_RAM)
-                m.submodules[f"weights{p}_{lo}"] = mem
-                read_addr, read_data = registered_read(m, mem, f"weights{p}_{lo}")
-                write = mem.write_port()
-                m.d.comb += [read_addr.eq(addr), write.addr.eq(self.ld_addr),
-                             write.data.eq(self.ld_data[lo:hi]), write.en.eq(ld & (self.ld_pe == p))]
-                outputs.append(read_data)
-        return Cat(*outputs), addr
 
-    def _pe_select(self, enable):
-        """One write-enable bit per used PE: PE ``ld_pe`` when ``enable`` (writes to the others,
-        padding, are dropped)."""
-        return Cat(*(enable & (self.ld_pe == p) for p in range(self.g.used_pe)))
-
-    def _slice_counters(self, m, sf, want, last_sf):
-        """Input word ``sf // k`` and slice ``sf % k``, counted beside ``sf``."""
-        k = self.source.slices
-        if k == 1:
-            m.d.comb += self.src.word.eq(sf)
-            return
-        word = Signal(range(max(2, self.source.words)))
-        slice_ = Signal(range(k))
-        m.d.comb += [self.src.word.eq(word), self.src.slice.eq(slice_)]
-        with m.If(want | last_sf):
-            m.d.sync += [word.eq(0), slice_.eq(0)]
-        with m.Elif(slice_ == k - 1):
-            m.d.sync += [word.eq(word + 1), slice_.eq(0)]
-        with m.Else():
-            m.d.sync += slice_.eq(slice_ + 1)
+def slice_counters(m, source: BufferGeometry, src, sf, restart, last_sf) -> None:
+    """Input word ``sf // k`` and slice ``sf % k`` of a banked buffer of ``k`` slices a word, counted
+    beside ``sf`` (back to 0 with ``restart`` or after the last slice)."""
+    k = source.slices
+    if k == 1:
+        m.d.comb += src.word.eq(sf)
+        return
+    word = Signal(range(max(2, source.words)))
+    slice_ = Signal(range(k))
+    m.d.comb += [src.word.eq(word), src.slice.eq(slice_)]
+    with m.If(restart | last_sf):
+        m.d.sync += [word.eq(0), slice_.eq(0)]
+    with m.Elif(slice_ == k - 1):
+        m.d.sync += [word.eq(word + 1), slice_.eq(0)]
+    with m.Else():
+        m.d.sync += slice_.eq(slice_ + 1)
 
 
 def mvtu_latency(g: LayerGeometry) -> int:

@@ -81,7 +81,6 @@ import numpy as np  # noqa: E402
 
 from eiex.errors import EiexError  # noqa: E402
 from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH  # noqa: E402
-from eiex.sw.images.xnor.folding import xnor_lanes  # noqa: E402
 from eiex.sim.benchmarks.mnist import mnist_keys  # noqa: E402
 
 #: the EIE configuration of the headline and of the sweeps' fixed axes
@@ -345,7 +344,8 @@ def xnor_interval(image, images: int, simulator: str = "verilator") -> dict:
     """One folding on ``simulator``: measured steady interval, ideal, the cycle model's interval
     and per-image figures; raises when the RTL's per-image cycles or intervals differ from the
     model's."""
-    from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
+    from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval, unit_timing
+    from eiex.hw.xnor.engine import engine_lanes
     from eiex.hw.xnor.memory_map import engine_for
     from eiex.sim.simulate import simulate
 
@@ -353,13 +353,13 @@ def xnor_interval(image, images: int, simulator: str = "verilator") -> dict:
     _, run = simulate("xnor", image, random_bits(image, images), simulator=simulator)
     stats = run.as_dict()
     model = pipeline_cycles(layers, images)
-    folding = [[g.pe, g.simd] for g in layers]
+    folding = [[g.pe, g.simd] if hasattr(g, "pe") else None for g in layers]
     for key in ("cycles", "intervals"):
         if list(stats[key]) != list(model[key]):
             raise EiexError(f"xnor folding {folding}: the cycle model predicts {key} {model[key]}, "
                             f"{simulator} measured {stats[key]}")
-    return {"folding": folding, "lanes": xnor_lanes(layers),
-            "layer_steps": [g.nf * g.sf for g in layers], "ideal_interval": stats["ideal_interval"],
+    return {"folding": folding, "lanes": engine_lanes(layers),
+            "layer_steps": [unit_timing(g)[0] for g in layers], "ideal_interval": stats["ideal_interval"],
             "interval": stats["interval"], "model_interval": steady_interval(layers),
             "ratio": stats["interval"] / stats["ideal_interval"], "latency": stats["cycles"][0],
             "intervals": stats["intervals"], "images": images, "simulator": simulator,
@@ -536,7 +536,7 @@ def fpga_builds(lenet300_folder, quick: bool, out_dir, log=None) -> dict:
     keys are None (the quick bench does not place and route)."""
     from eiex.hw.eie.engine import EieEngine
     from eiex.hw.eie.params import HwParams
-    from eiex.hw.xnor.engine import XnorEngine
+    from eiex.hw.xnor.engine import XnorEngine, engine_lanes
     from eiex.hw.xnor.memory_map import engine_for, engine_for_sizes
     from eiex.hw.xnor.verilog import to_verilog
     from eiex.sim.tools.build import run_build
@@ -568,7 +568,7 @@ def fpga_builds(lenet300_folder, quick: bool, out_dir, log=None) -> dict:
             "eie_lenet300_inferences_per_s_ecp5": eie["throughput"]["inferences_per_s"],
             "xnor_bnn_images_per_s_ecp5": xnor["throughput"]["images_per_s"],
             "xnor_verilog_seconds_lfc": lfc_seconds,
-            "lfc_lanes": xnor_lanes(lfc), "builds": {"eie": eie, "xnor": xnor}}
+            "lfc_lanes": engine_lanes(lfc), "builds": {"eie": eie, "xnor": xnor}}
 
 
 def plot_resources(result: dict, path: Path) -> bool:

@@ -30,12 +30,12 @@ class Deadlock(RuntimeError):
 
 
 def run_timed(dut, driver, monitor, vcd: str | None = None, timing: dict | None = None,
-              max_cycles: int | None = None) -> None:
+              max_cycles: int | None = None, spies=()) -> None:
     """Simulate ``dut`` beside a :class:`Timed` counter with a 1 MHz ``sync`` clock; ``driver`` and
     ``monitor`` are testbenches taking ``(ctx, top)`` (``top.cycle`` stamps transfers). ``timing``,
     if given, receives ``sim_cycles`` (the counter when the monitor is done) and ``sim_seconds``.
     With ``max_cycles``, a design still running after that many cycles raises :class:`Deadlock`
-    instead of simulating forever."""
+    instead of simulating forever. ``spies``: background processes watching the design."""
     top = Timed(dut)
     sim_cycles = 0
 
@@ -51,6 +51,8 @@ def run_timed(dut, driver, monitor, vcd: str | None = None, timing: dict | None 
     sim.add_clock(1e-6)
     sim.add_testbench(drive)
     sim.add_testbench(monitor_then_count)
+    for spy in spies:
+        sim.add_process(spy)
     if max_cycles is not None:
         async def watchdog(ctx):
             await ctx.delay(max_cycles * 1e-6)

@@ -17,13 +17,16 @@ from eiex.hw.xnor.memory_map import engine_for, load_writes, memory_contents, pa
 
 
 def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float = 1.0, in_valid: float = 1.0,
-             seed: int = 0, vcd: str | None = None, timing: dict | None = None) -> tuple[np.ndarray, dict]:
+             seed: int = 0, vcd: str | None = None, timing: dict | None = None,
+             hidden_outputs: bool = False) -> tuple[np.ndarray, dict]:
     """Scores ``(images, M)`` and the run's statistics for input bits ``(images, K)`` (0/1).
 
     ``out_ready`` / ``in_valid``: probability that the output is ready / an input beat is offered
     in a cycle (1.0: always), to exercise back-pressure and gaps. ``preload``: memories initialized
     at elaboration instead of written through the load interface. ``timing``: a dict to receive
     ``sim_cycles`` (cycles simulated, load included) and ``sim_seconds`` (wall time).
+    ``hidden_outputs``: the statistics also hold ``hidden_outputs``, per layer but the last the
+    ``(images, output bits)`` its unit wrote into the next buffer (see :func:`unit_outputs`).
     """
     bits = golden.check_bits(image, bits)
     dut = XnorEngine(engine_for(image), memory_contents(image) if preload else None)
@@ -52,8 +55,33 @@ def simulate(image, bits: np.ndarray, *, preload: bool = False, out_ready: float
             last_out.append(ctx.get(top.cycle))
         ctx.set(dut.output.ready, 0)
 
-    run_timed(dut, driver, monitor, vcd, timing)
-    return outputs, statistics(image, first_in, last_out)
+    spies = [] if not hidden_outputs else [unit_outputs(unit, layer, len(bits))
+                                         for unit, layer in zip(dut.units[:-1], image.layers)]
+    run_timed(dut, driver, monitor, vcd, timing, spies=[spy for spy, _ in spies])
+    stats = statistics(image, first_in, last_out)
+    if hidden_outputs:
+        stats["hidden_outputs"] = [result() for _, result in spies]
+    return outputs, stats
+
+
+def unit_outputs(unit, layer, images: int):
+    """A simulator process recording the writes of a unit into the next buffer, and a function
+    giving them as ``(images, output bits)`` 0/1 once the run is over: a fully connected layer's
+    folds of ``P`` results (padding rows dropped), a conv or pool layer's pixels, in order."""
+    writes = []
+
+    async def spy(ctx):
+        async for _, _, we, data in ctx.tick().sample(unit.dst.we, unit.dst.data):
+            if we:
+                writes.append(data)
+
+    def result():
+        width = len(unit.dst.data)
+        bits = ((np.array(writes, dtype=object)[:, None] >> np.arange(width)) & 1).astype(np.uint8)
+        per_image = bits.reshape(images, -1)
+        return per_image[:, :layer.output_size]
+
+    return spy, result
 
 
 def statistics(image, first_in: list[int], last_out: list[int]) -> dict:

@@ -40,7 +40,6 @@ from collections import Counter
 from amaranth.back import rtlil
 
 from eiex.errors import EiexError
-from eiex.sw.images.xnor.folding import xnor_lanes
 
 TARGETS = ("ecp5", "ice40", "xilinx")
 
@@ -178,33 +177,37 @@ def xnor_resources(layers, target: str, datapath_only: bool = False, timeout: fl
 
     Parameters
     ----------
-    layers : list of eiex.hw.xnor.mvtu.LayerGeometry
+    layers : list of LayerGeometry, ConvGeometry or PoolGeometry
     target : str
         See :func:`synthesize`.
     datapath_only : bool
         ``False``: the whole :class:`~eiex.hw.xnor.engine.XnorEngine` (MVTUs, bank buffers, stream
         and load control). ``True``: each layer's :class:`~eiex.hw.xnor.mvtu.Mvtu` synthesized on
         its own and added up: the XNOR / popcount / accumulate / threshold datapath with its weight
-        and threshold memories and step counters, without bank buffers and engine control; this
-        is the closer match to what FINN-R's per-lane figure counts.
+        and threshold memories and step counters, without bank buffers and engine control (a conv
+        layer's :class:`~eiex.hw.xnor.conv.ConvUnit` with its sliding-window unit and patch buffer;
+        pool layers have no lanes and are left out); this is the closer match to what FINN-R's
+        per-lane figure counts.
 
     Returns
     -------
     dict
-        As :func:`synthesize`, plus ``lanes`` (``sum(min(P, M) * min(S, K))``), ``luts_per_lane`` and
+        As :func:`synthesize`, plus ``lanes`` (:func:`~eiex.hw.xnor.engine.engine_lanes`), ``luts_per_lane`` and
         ``finn_r_luts_per_lane``; with ``datapath_only``, ``units`` holds each MVTU's own result
         (with its ``lanes`` and ``luts_per_lane``).
     """
-    from eiex.hw.xnor.engine import XnorEngine
-    from eiex.hw.xnor.mvtu import LayerGeometry, Mvtu
+    from eiex.hw.xnor.conv import ConvGeometry, ConvUnit
+    from eiex.hw.xnor.engine import GEOMETRIES, XnorEngine, matrix_of
+    from eiex.hw.xnor.mvtu import Mvtu
 
     layers = list(layers)
-    if not layers or not all(isinstance(g, LayerGeometry) for g in layers):
-        raise EiexError("layers must be a non-empty list of LayerGeometry")
+    if not layers or not all(isinstance(g, GEOMETRIES) for g in layers):
+        raise EiexError("layers must be a non-empty list of LayerGeometry, ConvGeometry or PoolGeometry")
     if not datapath_only:
         return _per_lane(synthesize(XnorEngine(layers), target, top="xnor_engine", timeout=timeout), layers)
-    units = [_per_lane(synthesize(Mvtu(g), target, top=f"mvtu{l}", timeout=timeout), [g])
-             for l, g in enumerate(layers)]
+    units = [_per_lane(synthesize(ConvUnit(g) if isinstance(g, ConvGeometry) else Mvtu(g), target,
+                                  top=f"{'conv' if isinstance(g, ConvGeometry) else 'mvtu'}{l}", timeout=timeout), [g])
+             for l, g in enumerate(layers) if matrix_of(g) is not None]
     return {**_per_lane(combine(units), layers), "units": units}
 
 
@@ -230,7 +233,9 @@ def eie_resources(hw, target: str, timeout: float | None = None) -> dict:
 
 
 def _per_lane(result: dict, layers) -> dict:
-    lanes = xnor_lanes(layers)
+    from eiex.hw.xnor.engine import engine_lanes
+
+    lanes = engine_lanes(layers)
     return {**result, "lanes": lanes, "luts_per_lane": result["luts"] / lanes,
             "finn_r_luts_per_lane": FINN_R_LUTS_PER_LANE}
 

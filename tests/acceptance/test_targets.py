@@ -28,12 +28,14 @@ from eiex.sw.images.eie.export import engine_for, export_model, float_forward, l
 from eiex.sw.images.xnor.files import load_image as load_xnor_image
 
 
-@pytest.mark.parametrize("model, ratio", [("lenet300", 40.0), ("lenet5", 39.0)])
-def test_builtin_recipe_meets_target(compressed, model, ratio):
-    report = compressed(model).report
-    assert report["compression_ratio"] >= ratio
+def test_builtin_recipe_meets_target(compressed):
+    """LeNet-300-100's recipe on MNIST-5k (the session's model, which the other tests here share).
+    LeNet-5's (about three minutes of training on one core) is checked on full MNIST by
+    `eiex bench mnist` (`lenet5_mnist_ratio`, `lenet5_mnist_error`)."""
+    report = compressed("lenet300").report
+    assert report["compression_ratio"] >= 40.0
     assert report["compressed_accuracy"] >= report["dense_accuracy"] - 0.005
-    assert report["dense_accuracy"] > {"lenet300": 0.93, "lenet5": 0.96}[model]
+    assert report["dense_accuracy"] > 0.93
 
 
 @pytest.mark.parametrize("balance", [False, True])

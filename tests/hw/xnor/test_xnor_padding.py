@@ -13,7 +13,7 @@ from amaranth.hdl import Fragment
 from eiex.hw.xnor.cycles import pipeline_cycles
 from eiex.hw.xnor.engine import buffer_geometries
 from eiex.hw.xnor.memory_map import engine_for_sizes, load_writes
-from eiex.hw.xnor.mvtu import FETCH, LayerGeometry, Mvtu, mvtu_latency
+from eiex.hw.xnor.mvtu import FETCH, LayerGeometry, Mvtu, MvtuDatapath, mvtu_latency
 from eiex.hw.xnor.popcount import popcount_latency
 from eiex.sim.pysim.xnor import simulate
 from factories import PADDING_XNOR_CASES, brute_force, random_xnor_image as random_image
@@ -37,7 +37,7 @@ def test_padding_pes_and_lanes_build_nothing():
     padded = LayerGeometry(5, 3, 8, 16, False, 4)
     assert (padded.used_pe, padded.used_simd, padded.padding_columns) == (3, 5, 0)
     unit = Mvtu(padded)
-    names = sorted(name for _, name, _ in Fragment.get(unit, None).subfragments)
+    names = sorted(name for _, name, _ in Fragment.get(MvtuDatapath(padded), None).subfragments)
     assert names == ["popcount0", "popcount1", "popcount2", "thresholds", "weights0_0", "weights1_0", "weights2_0"]
     assert len(unit.dst.data) == 3 and len(unit.src.data) == 5
     assert unit.latency == mvtu_latency(padded) == FETCH + popcount_latency(5) + 2

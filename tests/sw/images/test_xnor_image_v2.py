@@ -16,36 +16,9 @@ from eiex.sw.images.xnor import arithmetic
 from eiex.sw.images.xnor.files import load_image, write_image
 from eiex.sw.images.xnor.folding import choose_folding, default_target, solve_folding
 from eiex.sw.images.xnor.image import (XnorConvLayer, XnorImage, XnorLayer, XnorPoolLayer, pack_thresholds,
-                                       pack_weights, signed_bits, unpack_thresholds, unpack_weights)
+                                       pack_weights, unpack_thresholds, unpack_weights)
+from factories import XNOR_MAP_NETWORKS as NETWORKS, build_xnor_image as build
 from test_xnor_files import PADDED, edit_manifest, make_image, memory, random_image, set_words, with_bits
-
-
-def build(in_shape, plan, seed=0, thr_bits=8):
-    """An image over an ``in_shape`` map from ``plan``: ``("conv", M, k, P, S)``, ``("pool", p)``,
-    ``("hidden", M, P, S)``, ``("output", M, P, S)``; random +1/-1 weights and thresholds from -2
-    to K + 2 (some never or always fire), ``thr_bits`` widened where they need it."""
-    rng = np.random.default_rng(seed)
-    shape, size, layers = tuple(in_shape), math.prod(in_shape), []
-    for l, (kind, *args) in enumerate(plan):
-        name = f"{kind}{l}"
-        if kind == "pool":
-            layer = XnorPoolLayer(name, shape, args[0])
-        elif kind == "conv":
-            m, k, p, s = args
-            columns = k * k * shape[2]
-            t = rng.integers(-2, columns + 3, m)
-            layer = XnorConvLayer(name, shape, m, k, p, s, max(thr_bits, signed_bits(t)),
-                                  rng.choice([-1, 1], (m, columns)), t)
-        else:
-            m, p, s = args
-            t = rng.integers(-2, size + 3, m) if kind == "hidden" else None
-            layer = XnorLayer(name, size, m, p, s, kind, max(thr_bits, signed_bits(t)) if kind == "hidden" else 2,
-                              rng.choice([-1, 1], (m, size)), t)
-        shape = getattr(layer, "out_shape", None)
-        size = layer.output_size
-        layers.append(layer)
-    m = layers[-1].out_features
-    return XnorImage(layers, 0.5, rng.normal(size=m), rng.normal(size=m), input_shape=in_shape)
 
 
 # ---- the spec read literally (explicit loops; small sizes only)
@@ -100,18 +73,6 @@ def spec_layers(image, bits):
     return [np.array(outputs, dtype=np.int64) for outputs in per_layer]
 
 
-NETWORKS = {
-    # k = 1, 2, 3, 5; C = 3 not a multiple of S; P = M and P = 1; padding PEs (P > M) and lanes (S > K);
-    # pools with remainders (7 -> 3 by 2, 5 x 8 -> 1 x 2 by 3, 6 -> 2 by 3 exactly); a pool first; two convs
-    "k1": ([5, 4, 3], [("conv", 4, 1, 4, 2), ("hidden", 6, 2, 7), ("output", 3, 1, 5)]),
-    "k2_pool_remainder": ([8, 7, 3], [("conv", 5, 2, 1, 4), ("pool", 2), ("output", 4, 2, 16)]),
-    "k3_p_is_m": ([7, 7, 3], [("conv", 6, 3, 6, 5), ("pool", 2), ("hidden", 5, 3, 10), ("output", 2, 2, 3)]),
-    "k5": ([6, 7, 2], [("conv", 3, 5, 2, 8), ("output", 3, 3, 4)]),
-    "padding_pes_and_lanes": ([4, 5, 2], [("conv", 3, 2, 5, 11), ("pool", 2), ("output", 2, 4, 9)]),
-    "pool_first_5x8": ([5, 8, 2], [("pool", 3), ("conv", 3, 1, 2, 3), ("output", 2, 1, 2)]),
-    "two_convs": ([8, 8, 1], [("conv", 4, 3, 2, 3), ("conv", 3, 2, 3, 7), ("pool", 3), ("output", 4, 4, 5)]),
-    "pool_exact": ([6, 6, 1], [("pool", 3), ("output", 3, 2, 3)]),
-}
 
 
 @pytest.mark.parametrize("name", NETWORKS)
@@ -500,12 +461,11 @@ def test_folding_by_hand():
         choose_folding(HAND_SHAPES)
 
 
-def test_the_engines_hardware_refuses_map_layers_in_one_line():
-    from eiex.hw.xnor.memory_map import engine_for, memory_contents
+def test_the_engines_hardware_refuses_a_map_after_a_fully_connected_layer_in_one_line():
+    from eiex.hw.xnor.memory_map import engine_for
 
-    in_shape, plan = NETWORKS["k3_p_is_m"]
-    image = build(in_shape, plan)
-    for make in (engine_for, memory_contents):
-        with pytest.raises(EiexError, match="hardware runs fully connected layers so far; layer conv0 is conv") as e:
-            make(image)
-        assert "\n" not in str(e.value)
+    after_fc = XnorImage([hidden("fc0", 30, 8), XnorPoolLayer("pool1", (2, 2, 2), 2), out("fc", 2)], 0.5,
+                         np.ones(2), np.zeros(2))
+    with pytest.raises(EiexError, match="layer 1 takes a map but layer 0 is fully connected") as e:
+        engine_for(after_fc)
+    assert "\n" not in str(e.value)

@@ -81,6 +81,7 @@ import numpy as np  # noqa: E402
 
 from eiex.errors import EiexError  # noqa: E402
 from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH  # noqa: E402
+from eiex.sim.benchmarks.cnv import cnv_engine  # noqa: E402
 from eiex.sim.benchmarks.mnist import mnist_keys  # noqa: E402
 
 #: the EIE configuration of the headline and of the sweeps' fixed axes
@@ -107,12 +108,14 @@ SUITE_HEADLINE_KEYS = ("eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "v
 FC6_COMPRESSION_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn")
 #: what ``eiex.sim.benchmarks.mnist.run_mnist`` reports (the full bench runs it; quick leaves them None)
 MNIST_KEYS = mnist_keys()
-#: what ``eiex bench`` prints and its JSON holds at least (issues 6 and 14)
+#: the CNV-shaped XNOR engine (:mod:`eiex.sim.benchmarks.cnv`): the full bench runs it; quick leaves them None
+CNV_KEYS = ("xnor_cnv_interval_ratio", "xnor_cnv_luts_per_lane_engine_ecp5")
+#: what ``eiex bench`` prints and its JSON holds at least (issues 6, 14 and 15)
 HEADLINE_KEYS = ("fc6_seconds", "fc6_peak_gb", "kmeans_speedup_vs_sklearn", "kmeans_inertia_ratio_vs_sklearn",
                  "eie_lenet300_cycle_ratio_8pe", "xnor_interval_ratio", "verilator_vs_amaranth_speed",
                  "xnor_luts_per_lane", "xnor_luts_per_lane_engine", "xnor_luts_per_lane_engine_ecp5",
                  "eie_fmax_mhz_ecp5", "xnor_fmax_mhz_ecp5", "eie_lenet300_inferences_per_s_ecp5",
-                 "xnor_bnn_images_per_s_ecp5", "xnor_verilog_seconds_lfc", *MNIST_KEYS)
+                 "xnor_bnn_images_per_s_ecp5", "xnor_verilog_seconds_lfc", *MNIST_KEYS, *CNV_KEYS)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Plan:
     eie_synth_pes: tuple
     eie_synth_targets: tuple
     fpga_builds: bool  # place and route both engines on the ECP5-85F (minutes each)
+    cnv: bool = False  # the CNV-shaped XNOR engine at two foldings: Verilator and Yosys (minutes)
 
 
 QUICK = Plan(lenet_samples=20, lenet_headline_samples=100, lenet_rtl=((EIE_PES, QUEUE_DEPTH, True),),
@@ -146,7 +150,7 @@ FULL = Plan(lenet_samples=200, lenet_headline_samples=1000,
             xnor_targets=(None, 3136, 1568, 784), xnor_images=20,
             repeats={"amaranth": 3, "verilator": 5, "icarus": 3},
             xnor_synth_targets=("xilinx", "ecp5", "ice40"), eie_synth_pes=(1, 4, 8),
-            eie_synth_targets=("xilinx", "ecp5", "ice40"), fpga_builds=True)
+            eie_synth_targets=("xilinx", "ecp5", "ice40"), fpga_builds=True, cnv=True)
 #: the digits / images each simulator runs in the speed comparison
 SPEED_INPUTS = {"eie": 4, "xnor": 3}  # a few seconds each on Amaranth
 
@@ -709,6 +713,7 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
         res = timed("resources", resources, folder, quick, log)
         log("== FPGA builds (nextpnr)")
         builds = timed("fpga_builds", fpga_builds, folder, quick, out, log)
+    cnv = timed("xnor_cnv", cnv_engine, quick, log) if plan.cnv else None
     speeds = timed("simulator_speeds", simulator_speeds, folder, quick, log)
     seconds["total"] = time.perf_counter() - start
 
@@ -742,6 +747,8 @@ def run_bench(quick: bool, lenet300_folder, out_dir, log=print, fc6_compression:
            for e in speeds["engines"]},
         **fc6_keys,
         **{k: (mnist or {}).get(k) for k in MNIST_KEYS},
+        **{k: (cnv or {}).get(k) for k in CNV_KEYS},
+        **({"xnor_cnv": cnv} if cnv else {}),
         **({"mnist_rows": mnist["mnist_rows"]} if mnist else {}),
         "quick": bool(quick),
         "plan": asdict(plan),

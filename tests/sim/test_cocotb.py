@@ -8,13 +8,15 @@ import shutil
 
 import numpy as np
 import pytest
-from factories import P, brute_force, random_eie_image, random_inputs, random_xnor_image
+from factories import (XNOR_MAP_NETWORKS, P, brute_force, build_xnor_image, random_eie_image, random_inputs,
+                       random_xnor_image)
 
 import eiex.sim.testbenches.runner as runner
 from eiex.hw.eie import golden as eie_golden
 from eiex.hw.eie.cycles import engine_cycles
 from eiex.hw.eie.params import HwParams
 from eiex.sim.pysim.eie import simulate as eie_amaranth
+from eiex.hw.xnor import golden as xnor_golden
 from eiex.hw.xnor.cycles import pipeline_cycles
 from eiex.hw.xnor.memory_map import engine_for
 from eiex.sim.pysim.xnor import simulate as xnor_amaranth
@@ -106,6 +108,24 @@ def test_xnor_verilog_equals_golden_and_amaranth(simulator, name, in_valid, out_
         assert stats["cycles"] == model["cycles"] and stats["intervals"] == model["intervals"]
     assert [s["cycles"] for s in stats["samples"]] == stats["cycles"]
     json.dumps(stats)
+
+
+@pytest.mark.parametrize("simulator, in_valid, out_ready", [
+    pytest.param(*SIMULATORS[0].values, 1.0, 1.0, marks=SIMULATORS[0].marks, id="verilator-full-rate"),
+    pytest.param(*SIMULATORS[1].values, 0.5, 0.4, marks=SIMULATORS[1].marks, id="icarus-gaps-back-pressure"),
+])
+def test_xnor_conv_network_verilog_equals_golden(simulator, in_valid, out_ready, cache):
+    """Two convs (kernel-row reads), a pool with a remainder and a fully connected output layer."""
+    in_shape, plan = XNOR_MAP_NETWORKS["two_convs"]
+    image = build_xnor_image(in_shape, plan, seed=4)
+    bits = np.random.default_rng(4).integers(0, 2, (4, image.inputs))
+    outputs, stats = simulate("xnor", image, bits, simulator=simulator, in_valid=in_valid, out_ready=out_ready,
+                              seed=1, cache_dir=cache)
+    np.testing.assert_array_equal(outputs, xnor_golden.run(image, bits))
+    if in_valid == out_ready == 1.0:
+        model = pipeline_cycles(engine_for(image), len(bits))
+        assert stats["cycles"] == model["cycles"] and stats["intervals"] == model["intervals"]
+        assert stats["interval"] == stats["ideal_interval"]
 
 
 def cache_simulator():

@@ -24,9 +24,10 @@ def add_parser(sub) -> None:
     add_output(p)
     p.set_defaults(func=run_eie_balance)
     p = benches.add_parser("mnist", help="Deep Compression's MNIST table on the real MNIST test set (minutes per model)")
-    p.add_argument("--models", type=lambda text: tuple(text.split(",")), default=("lenet300", "lenet5", "bnn-lfc"),
-                   help="comma-separated, from lenet300, lenet5 (compressed) and bnn-lfc (binarized, then run on "
-                        "Verilator over the whole test set); default all three")
+    p.add_argument("--models", type=lambda text: tuple(text.split(",")),
+                   default=("lenet300", "lenet5", "bnn-lfc", "bnn-cnv"),
+                   help="comma-separated, from lenet300, lenet5 (compressed), bnn-lfc and bnn-cnv (binarized, then "
+                        "run on Verilator: bnn-lfc over the whole test set, bnn-cnv over 1,000 digits); default all four")
     add_output(p, default=Path("out/bench-mnist"), required=False)
     p.set_defaults(func=run_mnist)
 

@@ -8,7 +8,8 @@ storage accounting (entries, pointers, codebooks, float32 biases and Huffman tab
 error, and the wall time of each run. Each run's output folder is kept beside ``mnist.json``.
 
 FINN's LFC W1A1 (Umuroglu et al., FPGA 2017), 784-1024-1024-1024-10 with binary weights and
-activations, reached 98.4% on the same test set. :func:`binarize_on_mnist` trains ``bnn-lfc`` on
+activations, reached 98.4% on the same test set; ``bnn-cnv``, a CNV-style binarized conv network
+for 28x28 images, has issue 15's target of 99.0%. :func:`binarize_on_mnist` trains ``bnn-lfc`` on
 full MNIST (its tuning in :data:`eiex.sw.binarize.pipeline.TUNED_TRAINING`), measures the folded
 integer network, exports it as an XNOR image and runs all 10,000 test digits through the engine's
 Verilog on Verilator, which must agree with the golden model bit for bit.
@@ -25,8 +26,13 @@ import numpy as np
 #: the paper's figures: compression ratio, error of the dense baseline and of the compressed model
 PAPER = {"lenet300": {"ratio": 40.0, "dense_error": 0.0164, "error": 0.0158},
          "lenet5": {"ratio": 39.0, "dense_error": 0.0080, "error": 0.0074}}
-#: FINN's figure for its LFC W1A1 network: test accuracy
-BINARY_PAPER = {"bnn-lfc": {"accuracy": 0.984}}
+#: the reference each binarized row stands beside: FINN's LFC W1A1 test accuracy; for bnn-cnv, issue
+#: 15's target (FINN's CNV runs CIFAR-10, not MNIST)
+BINARY_PAPER = {"bnn-lfc": {"accuracy": 0.984, "source": "FINN LFC W1A1"},
+                "bnn-cnv": {"accuracy": 0.990, "source": "target"}}
+#: test digits each binarized model runs on the engine's Verilog (None: all 10,000); bnn-cnv's
+#: convolutions make each digit cost 20,000 cycles or more at the default folding
+ENGINE_DIGITS = {"bnn-lfc": None, "bnn-cnv": 1000}
 COMPRESSED, BINARIZED = tuple(PAPER), tuple(BINARY_PAPER)
 MODELS = COMPRESSED + BINARIZED
 #: what each row reports under ``<model>_mnist_<what>`` (``-`` in a model's name becomes ``_``)
@@ -61,7 +67,7 @@ def compress_on_mnist(model: str, out: Path, *, seed: int = 0, recipe: dict | No
 def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | None = None,
                       simulator: str = "verilator", log=print, **options) -> dict:
     """``model`` binarized on full MNIST into ``out / model``, exported into ``out / model-image``,
-    and the first ``samples`` test digits (default all) run on the engine's Verilog; its row.
+    and the first ``samples`` test digits (default :data:`ENGINE_DIGITS`) run on the engine's Verilog; its row.
     ``options`` go to :func:`eiex.sw.binarize.pipeline.binarize` (the tests shorten the training)."""
     from eiex.errors import EiexError
     from eiex.sim.engines import get_engine
@@ -69,7 +75,8 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
     from eiex.sw.binarize.pipeline import binarize
     from eiex.sw.data import load_dataset
     from eiex.sw.images.xnor.export import image_from_folded
-    from eiex.sw.images.xnor.folding import xnor_lanes
+    from eiex.hw.xnor.engine import engine_lanes
+    from eiex.hw.xnor.memory_map import engine_for
 
     started = time.perf_counter()
     result = binarize(model, "mnist", seed=seed, log=log, **options)
@@ -80,6 +87,7 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
     spec.write_image(image, Path(out) / f"{model}-image", force=True)
 
     test = load_dataset("mnist").test
+    samples = ENGINE_DIGITS.get(model) if samples is None else samples
     raw, labels = test.images[:samples], test.labels[:samples]
     inputs = spec.from_raw(image, raw)
     log(f"{model}: {len(inputs)} test digits on {simulator}")
@@ -96,7 +104,7 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
             "engine_digits": len(inputs), "simulator": simulator, "bit_exact": True, "seconds": seconds,
             "verilator_seconds": verilator_seconds, "build_seconds": stats.run.get("build_seconds"),
             "cycles_per_second": stats.cycles_per_second, "interval": stats.interval,
-            "lanes": xnor_lanes(image.layers), "paper": BINARY_PAPER[model]}
+            "lanes": engine_lanes(engine_for(image)), "paper": BINARY_PAPER[model]}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -109,12 +117,12 @@ def markdown(rows: list[dict]) -> str:
 
 
 def _binarized_table(rows: list[dict]) -> str:
-    lines = ["| model | float | folded integer network | engine on the simulator (digits) | bit-exact | paper | "
+    lines = ["| model | float | folded integer network | engine on the simulator (digits) | bit-exact | reference | "
              "training | simulation |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['model']} | {row['float_accuracy']:.2%} | {row['accuracy']:.2%} | "
                      f"{row['engine_accuracy']:.2%} ({row['engine_digits']:,} on {row['simulator']}) | "
-                     f"{'yes' if row['bit_exact'] else 'no'} | {row['paper']['accuracy']:.1%} | "
+                     f"{'yes' if row['bit_exact'] else 'no'} | {row['paper']['accuracy']:.1%} ({row['paper']['source']}) | "
                      f"{row['seconds'] / 60:.1f} min | {row['verilator_seconds'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 

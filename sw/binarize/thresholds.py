@@ -214,7 +214,12 @@ def fold_layers(hidden: list[HiddenFold], output: OutputFold,
 
 
 def fold_model(model) -> dict[str, np.ndarray]:
-    """Fold a trained :class:`eiex.sw.binarize.layers.BnnMlp` into the ``binary.npz`` dictionary."""
+    """Fold a trained :class:`eiex.sw.binarize.layers.BnnMlp` or :class:`~eiex.sw.binarize.layers.BnnCnv`
+    into the ``binary.npz`` dictionary."""
+    from eiex.sw.binarize.layers import BnnCnv  # that module builds on this one
+
+    if isinstance(model, BnnCnv):
+        return fold_map_layers(model.fold_inputs(), model.input_map_shape, model.input_threshold)
     layers = model.fold_inputs()
     hidden = [compile_hidden(w, a, bn, what=f"layer {l}") for l, (w, a, bn) in enumerate(layers[:-1])]
     output = compile_output(*layers[-1], what=f"layer {len(layers) - 1}")

@@ -15,9 +15,9 @@ from eiex.errors import EiexError
 __version__ = "0.1.0"
 __all__ = ["EiexError", "binarize", "build", "compress", "export_eie", "export_xnor", "get_engine", "load_image",
            "simulate", "to_verilog", "write_binarized", "write_compressed", "write_image", "Stats", "ENGINES",
-           "BinaryInput", "BinaryLinear", "BinaryActivation"]
+           "BinaryInput", "BinaryLinear", "BinaryConv2d", "BinaryActivation"]
 #: the binarized layers a user builds a BNN from (``eiex binarize --model FILE.py:FUNCTION``)
-LAYERS = ("BinaryInput", "BinaryLinear", "BinaryActivation")
+LAYERS = ("BinaryInput", "BinaryLinear", "BinaryConv2d", "BinaryActivation")
 
 
 def __getattr__(name):

@@ -43,19 +43,21 @@ def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: i
 
 
 def binarize(model="bnn-mlp", dataset=None, *, train=None, test=None, seed: int = 0, mode: str | None = None,
-             hidden=None, dropout=None, threads: int | None = None, log=print):
-    """Train a binarized MLP and fold it into integer thresholds: ``model`` is a built-in name
-    (``bnn-mlp``, ``bnn-lfc``), ``FILE.py:FUNCTION`` or a module built from ``eiex.BinaryInput``,
-    ``eiex.BinaryLinear``, ``torch.nn.BatchNorm1d`` (and ``eiex.BinaryActivation``, dropout).
-    The data as for :func:`compress` (uint8 pixels). ``dropout``: ``(p_input, p_hidden)`` for a
-    built-in model (default: its tuning for the dataset, else none). The result's ``save(out)``
-    writes what ``eiex binarize`` writes (``binary.npz``, ``report.json``)."""
+             hidden=None, channels=None, dropout=None, threads: int | None = None, log=print):
+    """Train a binarized network and fold it into integer thresholds: ``model`` is a built-in name
+    (``bnn-mlp``, ``bnn-lfc``, the CNN ``bnn-cnv``), ``FILE.py:FUNCTION`` or a module built from
+    ``eiex.BinaryInput``, ``eiex.BinaryLinear``, ``torch.nn.BatchNorm1d`` (and ``eiex.BinaryActivation``,
+    dropout), with conv blocks of ``eiex.BinaryConv2d``, ``torch.nn.BatchNorm2d`` and ``torch.nn.MaxPool2d``
+    before a ``Flatten``. The data as for :func:`compress` (uint8 pixels). ``hidden`` and
+    ``channels``: a built-in model's fully connected and conv widths. ``dropout``: ``(p_input,
+    p_hidden)`` for a built-in model (default: its tuning for the dataset, else none). The result's
+    ``save(out)`` writes what ``eiex binarize`` writes (``binary.npz``, ``report.json``)."""
     from eiex.sw.binarize.pipeline import DEFAULT_MODE, DEFAULT_THREADS
     from eiex.sw.binarize.pipeline import binarize as run_pipeline
 
     return run_pipeline(model, _dataset(dataset, train, test), seed=seed, mode=DEFAULT_MODE if mode is None else mode,
-                        hidden=hidden, dropout=dropout, threads=DEFAULT_THREADS if threads is None else threads,
-                        log=log)
+                        hidden=hidden, channels=channels, dropout=dropout,
+                        threads=DEFAULT_THREADS if threads is None else threads, log=log)
 
 
 def write_binarized(result, out, force: bool = False) -> Path:
@@ -94,8 +96,9 @@ def export_eie(model_folder, n_pe: int = DEFAULT_PES, *, balance: bool = False, 
 
 
 def export_xnor(model_folder, *, pe=None, simd=None, target_interval=None, fire: str = "ge"):
-    """The XNOR image of an ``eiex binarize`` output folder, folded per layer by ``pe``/``simd``
-    or to a target interval (default: the exporter's choice for 64 lanes); ``fire="gt"`` reads
+    """The XNOR image of an ``eiex binarize`` output folder (version 2 for a network with conv and
+    pool layers), folded per layer with weights by ``pe``/``simd`` (pool layers take no value) or
+    to a target interval (default: the exporter's choice for 64 lanes); ``fire="gt"`` reads
     thresholds as finn-hlslib's ``acc > T``."""
     from eiex.sw.images.xnor.export import image_from_folded, read_binarized_folder
 

@@ -168,10 +168,12 @@ def engine_overrides(args) -> dict:
 
 
 def add_folding(p) -> None:
-    p.add_argument("--pe", type=int_list, help="PEs (rows in parallel) per layer, e.g. 16,16,2")
-    p.add_argument("--simd", type=int_list, help="SIMD lanes (columns in parallel) per layer, e.g. 49,32,32")
-    p.add_argument("--target-interval", type=int, help="cycles per image (max NF*SF) to fold for with the "
-                   "fewest lanes (default: what 64 lanes give the largest layer)")
+    p.add_argument("--pe", type=int_list, help="PEs (rows in parallel) per layer with weights, e.g. 16,16,2 (conv "
+                   "layers count, pool layers take no value)")
+    p.add_argument("--simd", type=int_list, help="SIMD lanes (columns in parallel) per layer with weights, e.g. "
+                   "49,32,32 (conv layers count, pool layers take no value)")
+    p.add_argument("--target-interval", type=int, help="cycles per image (max NF*SF, times the output positions of "
+                   "a conv layer) to fold for with the fewest lanes (default: what 64 lanes give the largest layer)")
 
 
 def add_eie_engine(p) -> None:
@@ -214,9 +216,26 @@ def describe_layer(g) -> str:
 
 
 def describe_folding(layers) -> str:
-    from eiex.hw.xnor.engine import engine_lanes
+    """One line: per layer its size, folding and cycles per image (conv: output positions x NF*SF);
+    ``layers``: image layers or the engine's geometries."""
+    from eiex.hw.xnor.engine import GEOMETRIES, engine_lanes
+    from eiex.sw.images.xnor.folding import xnor_lanes
 
-    return ", ".join(map(describe_layer, layers)) + f"; {engine_lanes(layers)} lanes"
+    if all(isinstance(layer, GEOMETRIES) for layer in layers):
+        return ", ".join(map(describe_layer, layers)) + f"; {engine_lanes(layers)} lanes"
+
+    def describe(layer) -> str:
+        kind = getattr(layer, "kind", None)
+        if kind == "pool":
+            return f"{layer.name} max-pool {layer.size}x{layer.size}"
+        if kind == "conv":
+            (h, w, c), (ho, wo, m) = layer.in_shape, layer.out_shape
+            return (f"{layer.name} {h}x{w}x{c}->{ho}x{wo}x{m} ({layer.kernel}x{layer.kernel}) pe {layer.pe} simd "
+                    f"{layer.simd} (positions*NF*SF {layer.positions}*{layer.nf}*{layer.sf})")
+        return (f"{layer.in_features}->{layer.out_features} pe {layer.pe} simd {layer.simd} "
+                f"(NF*SF {-(-layer.out_features // layer.pe) * -(-layer.in_features // layer.simd)})")
+
+    return ", ".join(describe(layer) for layer in layers) + f"; {xnor_lanes(layers)} lanes"
 
 
 def describe_eie(hw, init, images=None) -> str:

@@ -15,10 +15,17 @@ the hardware agrees with it at every ``acc`` in ``0..K``.
 
 The output layer keeps ``y = 2 * acc - K`` and gets per-row ``scale`` and ``bias`` (section 6).
 
+A binarized conv layer (``xnor-image.md`` section 7) is a hidden layer over the ``k * k * C``
+columns of each patch: one threshold per output channel (:func:`compile_conv`). A max-pool of the
+sign bits is the OR of the bits and needs no folding.
+
 The folded network is the dictionary written as ``binary.npz``: ``w0, w1, ...`` int8 +-1
 ``(M_l, K_l)`` hardware weights, ``t0 .. t{L-2}`` int64 thresholds of the hidden layers,
 ``scale`` and ``bias`` float64 of the output layer and ``input_threshold`` float64 (a raw pixel
-value; input bit = pixel >= threshold).
+value; input bit = pixel >= threshold). A network with conv and pool layers adds ``kinds``,
+``input_shape`` and ``pool_sizes``, and its conv weights are ``(M, k, k, C)``
+(:mod:`eiex.sw.images.xnor.export` describes the layout); a multi-layer perceptron's arrays are
+exactly as before.
 """
 
 from __future__ import annotations
@@ -28,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from eiex.errors import EiexError
-from eiex.sw.images.xnor.arithmetic import propagate
-from eiex.sw.images.xnor.export import check_folded
+from eiex.sw.images.xnor.arithmetic import run_layer
+from eiex.sw.images.xnor.export import check_folded, read_folded
 
 INPUT_THRESHOLD = 128.0
 
@@ -207,26 +214,83 @@ def fold_layers(hidden: list[HiddenFold], output: OutputFold,
 
 
 def fold_model(model) -> dict[str, np.ndarray]:
-    """Fold a trained :class:`eiex.sw.binarize.layers.BnnMlp` into the ``binary.npz`` dictionary."""
+    """Fold a trained :class:`eiex.sw.binarize.layers.BnnMlp` or :class:`~eiex.sw.binarize.layers.BnnCnv`
+    into the ``binary.npz`` dictionary."""
+    from eiex.sw.binarize.layers import BnnCnv  # that module builds on this one
+
+    if isinstance(model, BnnCnv):
+        return fold_map_layers(model.fold_inputs(), model.input_map_shape, model.input_threshold)
     layers = model.fold_inputs()
     hidden = [compile_hidden(w, a, bn, what=f"layer {l}") for l, (w, a, bn) in enumerate(layers[:-1])]
     output = compile_output(*layers[-1], what=f"layer {len(layers) - 1}")
     return fold_layers(hidden, output, model.input_threshold)
 
 
-def run_folded(arrays: dict[str, np.ndarray], raw_inputs: np.ndarray, batch: int = 2000) -> np.ndarray:
-    """Scores of the folded network, with the engine's arithmetic (``xnor-image.md`` 5 and 6).
+def fold_map_layers(layers, input_shape, input_threshold: float = INPUT_THRESHOLD) -> dict[str, np.ndarray]:
+    """The ``binary.npz`` dictionary of a network with conv and pool layers.
 
-    ``raw_inputs`` are raw values (uint8 pixels), shaped ``(n, ...)`` and flattened per sample.
-    Returns float64 scores ``(n, classes)``; the prediction is their argmax (lowest on ties).
+    ``layers`` in execution order: ``("conv", sign kernels (M, C, k, k), alpha, bn)``, ``("pool", size)``
+    or ``("linear", sign weights (M, K), alpha, bn)`` (columns in the image's channels-last order),
+    the last one the output layer; ``input_shape`` ``(H, W, C)``.
     """
-    weights, thresholds, scale, bias, input_threshold = check_folded(arrays, "folded network")
+    arrays: dict[str, np.ndarray] = {}
+    kinds, pool_sizes = [], []
+    weighted = sum(step[0] != "pool" for step in layers)
+    l = 0
+    for step in layers:
+        what = f"layer {len(kinds)}"
+        if step[0] == "pool":
+            kinds.append("pool")
+            pool_sizes.append(int(step[1]))
+            continue
+        kind, sign_weights, alpha, bn = step
+        if l == weighted - 1:
+            if kind != "linear":
+                raise EiexError(f"{what}: the output layer must be fully connected, not {kind}")
+            output = compile_output(sign_weights, alpha, bn, what)
+            arrays[f"w{l}"] = output.weights.astype(np.int8)
+            arrays["scale"], arrays["bias"] = output.scale.astype(np.float64), output.bias.astype(np.float64)
+            kinds.append("output")
+        elif kind == "conv":
+            fold = compile_conv(sign_weights, alpha, bn, what)
+            m, c, k, _ = np.shape(sign_weights)
+            arrays[f"w{l}"] = fold.weights.reshape(m, k, k, c).astype(np.int8)  # the image's columns, unflattened
+            arrays[f"t{l}"] = fold.thresholds.astype(np.int64)
+            kinds.append("conv")
+        else:
+            fold = compile_hidden(sign_weights, alpha, bn, what)
+            arrays[f"w{l}"] = fold.weights.astype(np.int8)
+            arrays[f"t{l}"] = fold.thresholds.astype(np.int64)
+            kinds.append("hidden")
+        l += 1
+    arrays["kinds"] = np.array(kinds)
+    arrays["input_shape"] = np.array(input_shape, dtype=np.int64)
+    arrays["pool_sizes"] = np.array(pool_sizes, dtype=np.int64)
+    arrays["input_threshold"] = np.array(input_threshold, dtype=np.float64)
+    read_folded(arrays, "folded network")
+    return arrays
+
+
+def run_folded(arrays: dict[str, np.ndarray], raw_inputs: np.ndarray, batch: int = 2000) -> np.ndarray:
+    """Scores of the folded network, with the engine's arithmetic (``xnor-image.md`` 5, 6 and 7: the
+    golden model's layers).
+
+    ``raw_inputs`` are raw values (uint8 pixels), shaped ``(n, ...)`` and flattened per sample; for a
+    network with maps, ``(n, C, H, W)`` samples (PyTorch's layout) are read channels-last first, as
+    the image's input is. Returns float64 scores ``(n, classes)``; the prediction is their argmax
+    (lowest on ties).
+    """
+    network = read_folded(arrays, "folded network")
     x_all = np.asarray(raw_inputs)
+    if network.input_shape is not None and x_all.ndim == 4:
+        x_all = x_all.transpose(0, 2, 3, 1)
     x_all = x_all.reshape(len(x_all), -1)
-    if x_all.shape[1] != weights[0].shape[1]:
-        raise EiexError(f"inputs have {x_all.shape[1]} values each, the network takes {weights[0].shape[1]}")
+    if x_all.shape[1] != network.inputs:
+        raise EiexError(f"inputs have {x_all.shape[1]} values each, the network takes {network.inputs}")
     scores = []
     for start in range(0, len(x_all), batch):
-        bits = (x_all[start:start + batch] >= input_threshold).astype(np.uint8)
-        scores.append(scale * propagate(weights, thresholds, bits)[-1] + bias)
-    return np.concatenate(scores) if scores else np.zeros((0, len(scale)))
+        x = (x_all[start:start + batch] >= network.input_threshold).astype(np.uint8)
+        for layer in network.layers:
+            x = run_layer(layer, x)
+        scores.append(network.scale * x + network.bias)
+    return np.concatenate(scores) if scores else np.zeros((0, len(network.scale)))

@@ -456,9 +456,141 @@ def test_folding_by_hand():
     # the conv (4 * 18 weights at 16 positions) is the largest; at most 64 lanes give it NF * SF = 2
     assert default_target(HAND_SHAPES) == 32
     assert default_target([(5, 16), (3, 5)]) == default_target([(5, 16), None, (3, 5)]) == 2
-    with pytest.raises(EiexError, match=r"^layer 0: choose_folding takes fully connected layers \(M, K\), not "
-                                        r"\(4, 18, 16\); fold conv and pool layers with solve_folding$"):
-        choose_folding(HAND_SHAPES)
+    # choose_folding folds conv and pool layers too (it refused them before issue 15's bnn-cnv)
+    assert choose_folding(HAND_SHAPES) == solve_folding(HAND_SHAPES, 32)
+
+
+# CNV-like shapes: conv 8@26x26 (K 9), conv 8@24x24 (K 72), pool, conv 16@10x10 (K 72), pool, fc 64 x 400, out 10 x 64
+CNV_SHAPES = [(8, 9, 676), (8, 72, 576), None, (16, 72, 100), None, (64, 400), (10, 64)]
+
+
+@pytest.mark.parametrize("target", [676, 700, 2000, 5000, 20_000, 100_000])
+def test_choose_folding_gives_conv_layers_the_fewest_lanes_within_the_target(target):
+    folding = choose_folding(CNV_SHAPES, target_interval=target)
+    assert [fold is None for fold in folding] == [shape is None for shape in CNV_SHAPES]
+    for shape, fold in zip(CNV_SHAPES, folding):
+        if shape is not None:
+            m, k, positions = (*shape, 1)[:3]
+            assert fold == brute_force_folding(m, k, positions, target)
+
+
+def brute_force_one_dimension(m, k, positions, target, p=None, s=None):
+    """The smallest S (given P) or P (given S) with positions * NF * SF <= target."""
+    if p is not None:
+        return p, min(s for s in range(1, k + 1) if positions * math.ceil(m / p) * math.ceil(k / s) <= target)
+    return min(p for p in range(1, m + 1) if positions * math.ceil(m / p) * math.ceil(k / s) <= target), s
+
+
+def test_pe_and_simd_give_one_value_per_layer_with_weights_and_pools_take_none():
+    pe, simd = [2, 4, 8, 16, 5], [3, 8, 24, 40, 64]
+    folding = choose_folding(CNV_SHAPES, pe=pe, simd=simd)
+    assert folding == [(2, 3), (4, 8), None, (8, 24), None, (16, 40), (5, 64)]
+    target = 20_000
+    weighted = [shape for shape in CNV_SHAPES if shape is not None]
+    by_pe = [fold for fold in choose_folding(CNV_SHAPES, pe=pe, target_interval=target) if fold]
+    by_simd = [fold for fold in choose_folding(CNV_SHAPES, simd=simd, target_interval=target) if fold]
+    for shape, p, s, got_p, got_s in zip(weighted, pe, simd, by_pe, by_simd):
+        m, k, positions = (*shape, 1)[:3]
+        assert got_p == brute_force_one_dimension(m, k, positions, target, p=p)
+        assert got_s == brute_force_one_dimension(m, k, positions, target, s=s)
+    for kwargs, message in [
+        (dict(pe=[1, 1, 1]), r"^pe gives 3 values for 5 layers with weights \(the 2 pool layers take none\)$"),
+        (dict(pe=[1] * 7), r"^pe gives 7 values for 5 layers with weights"),
+        (dict(pe=[1, 1, 1, 1, 1], target_interval=1000),
+         r"^layer conv1: with pe 1, 676 positions x NF = 8 already exceeds the target interval 1000; give simd too"),
+        (dict(simd=[9, 1, 1, 1, 1], target_interval=5000),
+         r"^layer conv2: with simd 1, 576 positions x SF = 72 already exceeds the target interval 5000"),
+        (dict(pe=[8] * 5, simd=[9, 72, 72, 1, 1], target_interval=1000),
+         r"^layer fc1: pe 8 and simd 1 take 3200 cycles, more than the target interval 1000$"),
+        (dict(target_interval=600), r"^layer 0: its 676 output positions take at least 676 cycles"),
+        (dict(pe=[0, 1, 1, 1, 1]), r"^layer conv1: pe must be an integer from 1 to 4096"),
+    ]:
+        with pytest.raises(EiexError, match=message) as e:
+            choose_folding(CNV_SHAPES, **kwargs)
+        assert "\n" not in str(e.value)
+    with pytest.raises(EiexError, match=r"^layer 1: a layer shape is \(M, K\) \(fully connected\), \(M, K, "):
+        choose_folding([(3, 4), (2, 3, 4, 5)])
+    with pytest.raises(EiexError, match="at least one layer with weights"):
+        choose_folding([None])
+
+
+# ---- folded arrays of a conv network (binary.npz) to a version-2 image
+
+def folded_cnv(seed=0):
+    """binary.npz arrays of 9x9x2 -> conv 3@3x3 -> pool 2 (3x3x3) -> conv 4@2x2 (2x2x4) -> fc 5 -> out 3."""
+    rng = np.random.default_rng(seed)
+    return {"kinds": np.array(["conv", "pool", "conv", "hidden", "output"]), "input_shape": np.array([9, 9, 2]),
+            "pool_sizes": np.array([2]), "input_threshold": np.array(0.5),
+            "w0": rng.choice([-1, 1], (3, 3, 3, 2)).astype(np.int8), "t0": rng.integers(-2, 21, 3),
+            "w1": rng.choice([-1, 1], (4, 2, 2, 3)).astype(np.int8), "t1": rng.integers(-2, 15, 4),
+            "w2": rng.choice([-1, 1], (5, 16)).astype(np.int8), "t2": rng.integers(-2, 19, 5),
+            "w3": rng.choice([-1, 1], (3, 5)).astype(np.int8), "scale": rng.uniform(0.5, 2, 3),
+            "bias": rng.normal(size=3)}
+
+
+def test_folded_conv_arrays_become_the_image_the_spec_reads(tmp_path):
+    from eiex.sw.binarize.thresholds import run_folded
+    from eiex.sw.images.xnor.export import image_from_folded
+
+    arrays = folded_cnv()
+    image = image_from_folded(arrays)
+    assert image.version == 2 and image.input_shape == (9, 9, 2)
+    assert [layer.name for layer in image.layers] == ["conv1", "pool1", "conv2", "fc1", "fc2"]
+    assert np.array_equal(image.layers[0].weights, arrays["w0"].reshape(3, 18))
+    raw = np.random.default_rng(1).uniform(0, 1, (30, 162))
+    bits = golden.binarize_input(image, raw)
+    # the spec read literally, on the image, equals the folded network run with the golden model's layers
+    literal = spec_layers(image, bits)[-1]
+    assert np.array_equal(golden.run(image, bits), literal)
+    np.testing.assert_array_equal(run_folded(arrays, raw), golden.scores(image, literal))
+    # (n, C, H, W) raw samples are read channels-last, as the image's input is
+    np.testing.assert_array_equal(run_folded(arrays, raw.reshape(30, 9, 9, 2).transpose(0, 3, 1, 2)),
+                                  run_folded(arrays, raw))
+    write_image(image, tmp_path / "img")
+    assert np.array_equal(golden.run(load_image(tmp_path / "img"), bits), literal)
+
+
+def with_arrays(**changes):
+    arrays = folded_cnv()
+    for key, value in changes.items():
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    return arrays
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (with_arrays(kinds=np.array(["conv", "pool", "conv", "dense", "output"])), r"kinds must list the layer kinds"),
+    (with_arrays(kinds=np.array([1, 2])), r"kinds must list the layer kinds"),
+    (with_arrays(kinds=np.array(["conv", "pool", "conv", "output", "hidden"])), "kinds must end with the one output"),
+    (with_arrays(kinds=np.array(["conv", "pool", "hidden", "conv", "output"])),
+     "conv and pool layers come before the fully connected ones"),
+    (with_arrays(kinds=np.array(["conv", "pool", "hidden", "output"])), r"kinds name 3 layers with weights but the "
+                                                                         r"arrays hold w0 \.\. w3"),
+    (with_arrays(input_shape=None), "lacks input_shape, which a network with conv or pool layers records"),
+    (with_arrays(input_shape=np.array([9, 9])), r"input_shape must be \[H, W, C\], three positive integers, not "
+                                                r"\[9, 9\]"),
+    (with_arrays(pool_sizes=np.array([2, 2])),
+     r"pool_sizes must list one positive integer per pool layer \(1 in all\), not \[2, 2\]"),
+    (with_arrays(pool_sizes=np.array([10])), r"layer pool1: pooling a 7 x 7 map by 10 leaves nothing"),
+    (with_arrays(w0=np.ones((3, 18), np.int8)), r"layer conv1: w0 has shape \(3, 18\); a conv layer's weights are "
+                                                 r"\(out, k, k, in_channels\)"),
+    (with_arrays(w0=np.ones((3, 3, 3, 1), np.int8)), "layer conv1: w0 reads 1 channels but its input map has 2"),
+    (with_arrays(w1=np.ones((4, 4, 4, 3), np.int8)), r"layer conv2: kernel 4 is larger than its 3 x 3 input map"),
+    (with_arrays(w0=np.zeros((3, 3, 3, 2), np.int8)), r"w0 must hold only \+1 and -1, found 0 at row 0, ky 0, kx 0, "
+                                                       r"channel 0"),
+    (with_arrays(t1=np.arange(3)), r"t1 has shape \(3,\), w1 needs \(4,\) \(one per channel\)"),
+    (with_arrays(w2=np.ones((5, 17), np.int8)), "w2 takes 17 inputs but the layer before gives 16"),
+    (with_arrays(t2=None), "lacks t2"),
+    (with_arrays(scale=np.ones(4)), r"scale has shape \(4,\), w3 needs \(3,\)"),
+])
+def test_bad_folded_conv_arrays_are_named_in_one_line(arrays, message):
+    from eiex.sw.images.xnor.export import image_from_folded
+
+    with pytest.raises(EiexError, match=message) as e:
+        image_from_folded(arrays, source="src")
+    assert "\n" not in str(e.value) and str(e.value).startswith("src")
 
 
 def test_the_engines_hardware_refuses_a_map_after_a_fully_connected_layer_in_one_line():

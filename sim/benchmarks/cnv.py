@@ -27,6 +27,13 @@ FOLDINGS = {
 QUICK_IMAGES, FULL_IMAGES = 4, 8
 
 
+def folding_overrides(name: str) -> dict:
+    """``{"pe": [...], "simd": [...]}`` of a folding, per layer with weights (pools skipped), as
+    :func:`eiex.sw.images.xnor.export.image_from_folded` and ``eiex export xnor --pe/--simd`` take them."""
+    folds = [fold for fold in FOLDINGS[name] if fold is not None]
+    return {"pe": [p for p, _ in folds], "simd": [s for _, s in folds]}
+
+
 def cnv_image(folding, seed: int = 0):
     """An XNOR image of the CNV shape folded as ``folding``, random weights and thresholds in
     ``[0, K + 1]``."""

@@ -33,6 +33,9 @@ BINARY_PAPER = {"bnn-lfc": {"accuracy": 0.984, "source": "FINN LFC W1A1"},
 #: test digits each binarized model runs on the engine's Verilog (None: all 10,000); bnn-cnv's
 #: convolutions make each digit cost 20,000 cycles or more at the default folding
 ENGINE_DIGITS = {"bnn-lfc": None, "bnn-cnv": 1000}
+#: the folding each binarized model is exported at: the exporter's default, or for bnn-cnv the CNV
+#: bench's folding A (FINN-style, S dividing the channels: 708 lanes, one digit every 20,736 cycles)
+ENGINE_FOLDING = {"bnn-lfc": "default", "bnn-cnv": "A"}
 COMPRESSED, BINARIZED = tuple(PAPER), tuple(BINARY_PAPER)
 MODELS = COMPRESSED + BINARIZED
 #: what each row reports under ``<model>_mnist_<what>`` (``-`` in a model's name becomes ``_``)
@@ -83,7 +86,11 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
     seconds = time.perf_counter() - started
     result.save(Path(out) / model, force=True)
     spec = get_engine("xnor")
-    image = image_from_folded(result.arrays, source=f"{model} on MNIST")
+    from eiex.sim.benchmarks.cnv import folding_overrides
+
+    folding = ENGINE_FOLDING.get(model, "default")
+    image = image_from_folded(result.arrays, source=f"{model} on MNIST",
+                              **({} if folding == "default" else folding_overrides(folding)))
     spec.write_image(image, Path(out) / f"{model}-image", force=True)
 
     test = load_dataset("mnist").test
@@ -104,7 +111,7 @@ def binarize_on_mnist(model: str, out: Path, *, seed: int = 0, samples: int | No
             "engine_digits": len(inputs), "simulator": simulator, "bit_exact": True, "seconds": seconds,
             "verilator_seconds": verilator_seconds, "build_seconds": stats.run.get("build_seconds"),
             "cycles_per_second": stats.cycles_per_second, "interval": stats.interval,
-            "lanes": engine_lanes(engine_for(image)), "paper": BINARY_PAPER[model]}
+            "lanes": engine_lanes(engine_for(image)), "folding": folding, "paper": BINARY_PAPER[model]}
 
 
 def markdown(rows: list[dict]) -> str:

@@ -38,9 +38,9 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     np.save(path, array)
 
 
-def _run(engine: str, image, inputs, folder: Path, simulator: str, log) -> dict:
+def _run(engine: str, image, inputs, folder: Path, simulator: str, log, label: str | None = None) -> dict:
     """The engine on ``simulator`` over ``inputs``, bit-exact against the golden model or an error."""
-    log(f"== {engine}: {len(inputs)} digits on {simulator}")
+    log(f"== {label or engine}: {len(inputs)} digits on {simulator}")
     outputs, stats = simulate(engine, image, inputs, simulator=simulator, queue_depth=QUEUE_DEPTH)
     expected = get_engine(engine).golden(image, inputs)
     if not np.array_equal(outputs, expected):
@@ -131,7 +131,7 @@ def _export(folder: Path, bnn, cnv, log) -> dict:
 def _simulate_all(folder: Path, images: dict, inputs: dict, labels, simulator: str, log) -> dict:
     """Every digit on ``simulator`` on each engine; the first few of the EIE engine and the BNN MLP
     over the UART and on Amaranth."""
-    runs = {name: _run(name.split("-")[0], images[name], inputs[name], folder / "sim" / name, simulator, log)
+    runs = {name: _run(name.split("-")[0], images[name], inputs[name], folder / "sim" / name, simulator, log, name)
             for name in images}
     batch, linked = slice(UART_DIGITS), ("eie", "xnor")
     uart = {name: _run_uart(name, images[name], inputs[name][batch], labels[batch], runs[name]["outputs"][batch],

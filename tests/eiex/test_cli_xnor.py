@@ -8,7 +8,7 @@ import pytest
 
 from eiex.cli import main
 from eiex.hw.xnor import golden
-from eiex.hw.xnor.cycles import pipeline_cycles
+from eiex.hw.xnor.cycles import pipeline_cycles, steady_interval
 from eiex.hw.xnor.memory_map import engine_for
 from eiex.sw.images.folder import MANIFEST
 from eiex.sw.images.xnor.files import load_image
@@ -233,12 +233,16 @@ def test_bnn_cnv_binarizes_and_exports_a_version_2_image_end_to_end(tmp_path, ca
     test = load_dataset(str(digits)).test
     assert np.mean(golden.predict(image, test.images.reshape(len(test.images), -1)) == test.labels) == \
         pytest.approx(report["binary_accuracy"])
-    # the engine's RTL does not run conv layers yet: one line, nothing written
-    np.save(tmp_path / "x.npy", test.images.reshape(len(test.images), -1))
+    # the engine's RTL (Amaranth's simulator) on a few digits: the golden model's scores; conv1's one
+    # step a position (P = M, S = K) waits for its window's three kernel-row reads, so the interval is
+    # 144 positions x 3 cycles, not the ideal 300
+    np.save(tmp_path / "x.npy", test.images[:3].reshape(3, -1))
     assert main(["sim", "xnor", "--images", str(image_dir), "--raw-input", str(tmp_path / "x.npy"),
-                 "--out", str(tmp_path / "y.npy")]) == 1
-    one_line_error(capsys, "the XNOR engine's hardware runs fully connected layers so far; layer conv1 is conv")
-    assert not (tmp_path / "y.npy").exists()
+                 "--out", str(tmp_path / "y.npy"), "--stats", str(tmp_path / "s.json")]) == 0
+    bits = golden.binarize_input(image, test.images[:3].reshape(3, -1))
+    assert np.array_equal(np.load(tmp_path / "y.npy"), golden.run(image, bits))
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert (stats["interval"], stats["ideal_interval"]) == (steady_interval(engine_for(image)), 300) == (432, 300)
     assert main(["export", "xnor", "--model", str(out), "--pe", "4,4,8", "--out", str(tmp_path / "bad")]) == 1
     one_line_error(capsys, "pe gives 3 values for 4 layers with weights (the pool layer takes none)")
     assert not (tmp_path / "bad").exists()

@@ -74,7 +74,7 @@ def test_xnor_keeps_every_weight_memory_and_the_lanes(xnor_synth):
     weights = matching(r["memories"], r"mvtu\d+\.datapath\.weights\d+(_\d+)?")
     assert set(weights.values()) <= set(RAM)
     # each PE's weights may be split into columns of one block each: mvtu{l}.datapath.weights{p}_{column}
-    owners = {(name.split(".")[0], name.split(".")[-1].split("_")[0]) for name in weights}
+    owners = {(name.split(".")[-3], name.split(".")[-1].split("_")[0]) for name in weights}
     assert owners == {(f"mvtu{l}", f"weights{p}") for l, g in enumerate(layers) for p in range(g.pe)}
     lanes = sum(g.pe * g.simd for g in layers)
     assert r["luts"] >= lanes  # at least the XNOR of every lane survives

@@ -47,7 +47,7 @@ class Training:
     dropout: tuple[float, float] = (0.0, 0.0)
 
 
-#: bnn-cnv on the 60,000 digits of full MNIST (and Fashion-MNIST, the same recipe): about 25 minutes
+#: bnn-cnv on the 60,000 digits of full MNIST (and Fashion-MNIST, the same recipe): about 21 minutes
 #: on one torch thread of this machine
 CNV_FULL_TRAINING = Training(
     binary=(TrainConfig(epochs=8, lr=1e-2, batch_size=100, schedule="cosine", shift=2),),

@@ -393,7 +393,7 @@ class BnnCnv(nn.Module, _CnvLayout):
         self.input_threshold = float(input_threshold)
         self.dropout = check_dropout(dropout)
         self.convs = nn.ModuleList(BinaryConv2d(c_in, m, k, mode) for c_in, m, k in convs)
-        self.convs.to(memory_format=torch.channels_last)  # about 1.4x faster training on CPU, as the inputs
+        self.convs.to(memory_format=torch.channels_last)  # with channels-last inputs: about 1.4x faster on CPU
         self.conv_norms = nn.ModuleList(nn.BatchNorm2d(m) for _, m, _ in convs)
         self.linears = nn.ModuleList(BinaryLinear(k, m, mode) for k, m in zip(self.sizes, self.sizes[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(m) for m in self.sizes[1:])

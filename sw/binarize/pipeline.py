@@ -47,10 +47,23 @@ class Training:
     dropout: tuple[float, float] = (0.0, 0.0)
 
 
+#: bnn-cnv on the 60,000 digits of full MNIST (and Fashion-MNIST, the same recipe): about 21 minutes
+#: on one torch thread of this machine
+CNV_FULL_TRAINING = Training(
+    binary=(TrainConfig(epochs=8, lr=1e-2, batch_size=100, schedule="cosine", shift=2),),
+    float=(TrainConfig(epochs=2, lr=1e-3, batch_size=100, schedule="cosine"),),
+    dropout=(0.0, 0.0))
+
 #: tunings for a built-in model on a dataset, over the defaults above (see README, "binarize")
 TUNED_TRAINING = {
     ("bnn-lfc", "mnist"): Training(
         binary=(TrainConfig(epochs=30, lr=1e-2, batch_size=100, schedule="cosine", shift=2),),
+        float=(TrainConfig(epochs=3, lr=1e-3, batch_size=100, schedule="cosine"),),
+        dropout=(0.0, 0.0)),
+    ("bnn-cnv", "mnist"): CNV_FULL_TRAINING,
+    ("bnn-cnv", "fashion"): CNV_FULL_TRAINING,
+    ("bnn-cnv", "mnist5k"): Training(  # the 4,000 training digits of make demo's MNIST-5k: about 2.5 minutes
+        binary=(TrainConfig(epochs=12, lr=1e-2, batch_size=100, schedule="cosine", shift=2),),
         float=(TrainConfig(epochs=3, lr=1e-3, batch_size=100, schedule="cosine"),),
         dropout=(0.0, 0.0)),
 }

@@ -79,10 +79,10 @@ def _plus_minus_one(source: str, key: str, w: np.ndarray) -> np.ndarray:
     return w.astype(np.int8)
 
 
-def _thresholds(arrays: dict, source: str, l: int, rows: int, what: str) -> np.ndarray:
+def _thresholds(arrays: dict, source: str, l: int, rows: int, note: str = "") -> np.ndarray:
     t = np.asarray(arrays[f"t{l}"])
     if t.shape != (rows,):
-        raise EiexError(f"{source}: t{l} has shape {t.shape}, w{l} needs ({rows},){what}")
+        raise EiexError(f"{source}: t{l} has shape {t.shape}, w{l} needs ({rows},){note}")
     if t.dtype == bool or not np.issubdtype(t.dtype, np.integer):
         raise EiexError(f"{source}: t{l} must hold integers, not {t.dtype}")
     return t.astype(np.int64)
@@ -125,7 +125,7 @@ def check_folded(arrays: dict, source: str = "folded weights") -> tuple[list, li
             raise EiexError(f"{source}: w{l} takes {w.shape[1]} inputs but w{l - 1} gives {weights[-1].shape[0]}")
         weights.append(w)
         if l < n - 1:
-            thresholds.append(_thresholds(arrays, source, l, w.shape[0], ""))
+            thresholds.append(_thresholds(arrays, source, l, w.shape[0]))
     scale, bias, input_threshold = _outputs_and_input(arrays, source, n, weights[-1].shape[0])
     return weights, thresholds, scale, bias, input_threshold
 
@@ -263,7 +263,7 @@ def _read_map_network(arrays: dict, source: str) -> FoldedNetwork:
             if weights.shape[1] != size:
                 raise EiexError(f"{source}: w{l} takes {weights.shape[1]} inputs but the layer before gives {size}")
             matrix = _plus_minus_one(source, f"w{l}", weights)
-            thresholds = _thresholds(arrays, source, l, len(matrix), "") if kind == "hidden" else None
+            thresholds = _thresholds(arrays, source, l, len(matrix)) if kind == "hidden" else None
             layers.append(FoldedLayer(name, kind, matrix, thresholds))
             size = len(matrix)
         l += 1

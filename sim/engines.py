@@ -52,6 +52,11 @@ class Engine:
     classes: Callable
     #: ``hardware(image, queue_depth)``: the elaboration parameters of an engine sized for the image
     hardware: Callable
+    #: ``resize(image, **knobs)``: ``(image, hardware)`` of one design point of ``eiex explore``, the
+    #: same network laid out anew; outputs unchanged
+    resize: Callable
+    #: the keyword arguments of ``resize`` that ``eiex explore`` sweeps
+    knobs: tuple
     #: ``memory_contents(image, hardware)``: the memories' initial contents (``--preload``)
     memory_contents: Callable
     #: ``to_verilog(hardware, init=None, name=...)``
@@ -147,6 +152,13 @@ def _eie_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH):
     hw = HwParams.for_image(image, queue_depth=queue_depth)
     hw.check_image(image)
     return hw
+
+
+def _eie_resize(image, n_pe: int | None = None, queue_depth: int = DEFAULT_QUEUE_DEPTH):
+    from eiex.sw.images.eie.encode import with_pes
+
+    image = image if n_pe is None else with_pes(image, n_pe)
+    return image, _eie_hardware(image, queue_depth)
 
 
 def _eie_memory(image, hw):
@@ -251,6 +263,13 @@ def _xnor_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH):
     return engine_for(image)
 
 
+def _xnor_resize(image, target_interval: int | None = None):
+    from eiex.sw.images.xnor.export import refold
+
+    image = image if target_interval is None else refold(image, target_interval=target_interval)
+    return image, _xnor_hardware(image)
+
+
 def _xnor_memory(image, layers):
     from eiex.hw.xnor.memory_map import memory_contents
 
@@ -271,8 +290,10 @@ def _xnor_component(layers, init=None):
 
 def _xnor_throughput(image, layers, inputs=None):
     from eiex.sim.benchmarks.throughput import xnor_cycles
+    from eiex.sw.images.xnor.arithmetic import ideal_interval
 
-    return xnor_cycles(layers)
+    cycles = xnor_cycles(layers)
+    return cycles if image is None else {**cycles, "ideal_cycles": ideal_interval(image)}
 
 
 def _xnor_amaranth(image, x, *, queue_depth=8, timing=None, **options):
@@ -304,12 +325,14 @@ ENGINES: dict[str, Engine] = {
     "eie": Engine(
         name="eie", title="EIE sparse engine", image_type=_eie_image_type, load_image=_eie_load, write_image=_eie_write,
         check_inputs=_eie_check, from_raw=_eie_raw, golden=_eie_golden, classes=_eie_classes, hardware=_eie_hardware,
+        resize=_eie_resize, knobs=("n_pe", "queue_depth"),
         memory_contents=_eie_memory, to_verilog=_eie_verilog, component=_eie_component,
         throughput=_eie_throughput, amaranth=_eie_amaranth, cocotb_job=_eie_cocotb_job,
         cocotb_stats=_eie_cocotb_stats, cocotb_bench="eiex.sim.testbenches.eie", top="eie_engine"),
     "xnor": Engine(
         name="xnor", title="XNOR binary engine", image_type=_xnor_image_type, load_image=_xnor_load, write_image=_xnor_write,
         check_inputs=_xnor_check, from_raw=_xnor_raw, golden=_xnor_golden, classes=_xnor_classes, hardware=_xnor_hardware,
+        resize=_xnor_resize, knobs=("target_interval",),
         memory_contents=_xnor_memory, to_verilog=_xnor_verilog, component=_xnor_component,
         throughput=_xnor_throughput, amaranth=_xnor_amaranth,
         cocotb_job=_xnor_cocotb_job, cocotb_stats=_xnor_cocotb_stats, cocotb_bench="eiex.sim.testbenches.xnor",

@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eiex.cli import bench, binarize, build, compress, demo, export, run, sim, synth, verilog
+from eiex.cli import bench, binarize, build, compress, demo, explore, export, run, sim, synth, verilog
 from eiex.cli.common import Parser
 from eiex.errors import EiexError
 
 #: the commands, in the order ``eiex --help`` lists them
-COMMANDS = (compress, binarize, export, verilog, build, sim, run, synth, bench, demo)
+COMMANDS = (compress, binarize, export, verilog, build, explore, sim, run, synth, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,9 +19,10 @@ def eie_cycles(image, hw, inputs: np.ndarray | None = None) -> dict:
 
     ``inputs`` are engine-format integers; without them a 784-input image with an input conversion
     runs :data:`EIE_DIGITS` held-out MNIST-5k digits (the engine's work depends on the input's
-    non-zeros). Returns ``{"cycles", "unit", "what", "compute_cycles"}``."""
+    non-zeros). Returns ``{"cycles", "unit", "what", "compute_cycles", "ideal_cycles"}`` (the last
+    two: the mean of the cycle model's compute cycles and of the spec's ideal, section 10)."""
     from eiex.hw.eie import golden
-    from eiex.hw.eie.cycles import engine_cycles
+    from eiex.hw.eie.cycles import engine_cycles, ideal_cycles_batch
 
     if inputs is None:
         if image.inputs != 784 or image.input is None:
@@ -37,7 +38,8 @@ def eie_cycles(image, hw, inputs: np.ndarray | None = None) -> dict:
     runs = [engine_cycles(image, a, hw) for a in inputs]
     return {"cycles": round(float(np.mean([r["cycles"] for r in runs])), 1), "unit": "inference",
             "what": f"{what}, cycle model, input transfer to last output",
-            "compute_cycles": round(float(np.mean([r["compute_cycles"] for r in runs])), 1)}
+            "compute_cycles": round(float(np.mean([r["compute_cycles"] for r in runs])), 1),
+            "ideal_cycles": round(float(np.mean(ideal_cycles_batch(image, inputs))), 1)}
 
 
 def xnor_cycles(layers) -> dict:

@@ -38,7 +38,7 @@ from amaranth.back import verilog
 from eiex.sim.tools.build_top import ObservableTop
 from eiex.sim.tools.parts import RESOURCES, Part
 from eiex.sim.tools.synth import _last_error, memory_mapping
-from eiex.sw.atomic import atomic_output_dir
+from eiex.sw.atomic import atomic_output_dir, check_output_dir
 from eiex.errors import EiexError
 
 #: nextpnr's default target frequency (MHz) when none is asked for
@@ -181,6 +181,14 @@ def timing(report: dict) -> dict:
 
 # ---- the flow ------------------------------------------------------------------------------------
 
+def top_verilog(engine) -> tuple[str, dict]:
+    """``top.v``: ``engine`` inside :class:`~eiex.sim.tools.build_top.ObservableTop`, and the top's
+    pins and register chains as the report describes them."""
+    top = ObservableTop(engine)
+    return verilog.convert(top, name="top"), {"pins": ["clk", "rst", "din", "shift", "capture", "dout"],
+                                              "input_chain_bits": top.in_bits, "output_chain_bits": top.out_bits}
+
+
 def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: float | None = None,
               seed: int | None = None, description: dict | None = None,
               cycles: dict | None = None, force: bool = False, log: Callable[[str], None] = print) -> dict:
@@ -206,19 +214,30 @@ def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: 
         The report (``build.json``). A design that does not fit raises :class:`EiexError` naming
         the resources, after the folder with the report of what was tried has been written.
     """
+    check_output_dir(out, force)
+    log("verilog: the engine inside the observable top (top.v)")
+    t = time.perf_counter()
+    text, top = top_verilog(engine)
+    return run_verilog_build(text, top, part, out, speed=speed, freq=freq, seed=seed, description=description,
+                             cycles=cycles, force=force, log=log, verilog_seconds=time.perf_counter() - t)
+
+
+def run_verilog_build(text: str, top: dict, part: Part, out: Path, *, speed: int | None = None,
+                      freq: float | None = None, seed: int | None = None, description: dict | None = None,
+                      cycles: dict | None = None, force: bool = False, log: Callable[[str], None] = print,
+                      verilog_seconds: float | None = None) -> dict:
+    """:func:`run_build` from the top's Verilog (``text`` and ``top`` from :func:`top_verilog`), as a
+    worker of a sweep that has already generated it runs it."""
     speed = speed if speed is not None else (part.speeds[0] if part.speeds else None)
     freq = freq or DEFAULT_FREQ
     report = _new_report(part, speed, freq, seed, description, ("amaranth", "yosys", part.nextpnr))
     stage, started = _stages(log)
 
     with atomic_output_dir(out, force) as folder:
-        stage("verilog", "engine inside the observable top (top.v)")
-        t = time.perf_counter()
-        top = ObservableTop(engine)
-        (folder / "top.v").write_text(verilog.convert(top, name="top"))
-        report["seconds"]["verilog"] = round(time.perf_counter() - t, 2)
-        report["top"] = {"pins": ["clk", "rst", "din", "shift", "capture", "dout"], "input_chain_bits": top.in_bits,
-                         "output_chain_bits": top.out_bits}
+        (folder / "top.v").write_text(text)
+        if verilog_seconds is not None:
+            report["seconds"]["verilog"] = round(verilog_seconds, 2)
+        report["top"] = top
 
         cells = _synthesize(folder, part, "read_verilog top.v", report, stage, memories_below="top.engine")
         pins = "--lpf-allow-unconstrained" if part.family == "ecp5" else "--pcf-allow-unconstrained"

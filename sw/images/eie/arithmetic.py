@@ -14,17 +14,20 @@ from eiex.errors import EiexError
 from eiex.sw.images.eie.sparse import SparseColumns, decode_columns
 
 
-def decode_weights(image: EieImage, l: int) -> np.ndarray:
-    """Layer ``l``'s integer weight matrix ``(rows, cols)``, as the PEs hold it."""
+def layer_codes(image: EieImage, l: int) -> np.ndarray:
+    """Layer ``l``'s weight codes ``(rows, cols)`` (0 = zero weight), gathered from the PEs."""
     layer, n_pe = image.layers[l], image.engine.n_pe
-    codebook = image.layer_codebook(l)
-    weights = np.zeros((layer.rows, layer.cols), dtype=np.int64)
+    codes = np.zeros((layer.rows, layer.cols), dtype=np.int64)
     for p in range(min(n_pe, layer.rows)):
         v, z, ptr = image.layer_entries(l, p)
-        codes = decode_columns(SparseColumns(v=v, z=z, ptr=ptr, rows=layer.local_rows(p, n_pe),
-                                             rel_bits=image.engine.rel_bits))
-        weights[p::n_pe] = codebook[codes]
-    return weights
+        codes[p::n_pe] = decode_columns(SparseColumns(v=v, z=z, ptr=ptr, rows=layer.local_rows(p, n_pe),
+                                                      rel_bits=image.engine.rel_bits))
+    return codes
+
+
+def decode_weights(image: EieImage, l: int) -> np.ndarray:
+    """Layer ``l``'s integer weight matrix ``(rows, cols)``, as the PEs hold it."""
+    return image.layer_codebook(l)[layer_codes(image, l)]
 
 
 def layer_bias(image: EieImage, l: int) -> np.ndarray:

@@ -8,10 +8,11 @@ encoded canonically with :func:`eiex.sw.images.eie.sparse.encode_columns`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from eiex.sw.images.eie.arithmetic import layer_bias, layer_codes
 from eiex.sw.images.eie.image import EieImage, EieLayer, EngineParams, PeMemories
 from eiex.errors import EiexError
 from eiex.sw.images.eie.sparse import encode_columns
@@ -100,3 +101,18 @@ def build_image(layers: list[IntLayer], params: EngineParams, input: dict | None
     ]
     codebook = np.concatenate([np.asarray(layer.codebook, dtype=np.int64) for layer in layers])
     return EieImage(engine=params, layers=table, pes=pes, codebook=codebook, input=input)
+
+
+def with_pes(image: EieImage, n_pe: int) -> EieImage:
+    """The same network encoded for ``n_pe`` PEs: every weight code, codebook, bias and the row order
+    kept (rows already permuted for load balance at the image's PE count stay in that order), only
+    their distribution over the PEs changes, so the golden outputs are identical."""
+    if n_pe == image.engine.n_pe:
+        return image
+    params = replace(image.engine, n_pe=n_pe)
+    layers = [IntLayer(codes=layer_codes(image, l), codebook=image.layer_codebook(l), bias=layer_bias(image, l),
+                       relu=layer.relu, weight_frac=layer.weight_frac, name=layer.name)
+              for l, layer in enumerate(image.layers)]
+    resized = build_image(layers, params, input=image.input)
+    resized.row_order = dict(image.row_order)
+    return resized

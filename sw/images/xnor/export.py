@@ -27,7 +27,7 @@ trailing rows and columns) and the first fully connected layer reads the last ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +316,24 @@ def image_from_folded(arrays: dict, pe=None, simd=None, target_interval=None, so
                                     kind=layer.kind, thr_bits=thr_bits, weights=layer.weights, thresholds=t))
     return XnorImage(layers=layers, input_threshold=network.input_threshold, output_scale=network.scale,
                      output_bias=network.bias, input_shape=network.input_shape)
+
+
+def folding_shapes(image: XnorImage) -> list:
+    """What :func:`choose_folding` folds, per layer of an image: ``(M, K)``, ``(M, K, positions)`` for a
+    conv layer, None for a pool layer."""
+    return [None if layer.kind == "pool" else
+            (layer.rows, layer.columns, layer.positions) if layer.kind == "conv" else (layer.rows, layer.columns)
+            for layer in image.layers]
+
+
+def refold(image: XnorImage, pe=None, simd=None, target_interval=None) -> XnorImage:
+    """The same network folded anew by :func:`choose_folding` (arguments as for
+    :func:`image_from_folded`): weights, thresholds and output scores unchanged, only each layer's
+    ``pe`` and ``simd``, so the golden outputs are identical."""
+    folding = choose_folding(folding_shapes(image), pe, simd, target_interval)
+    layers = [layer if fold is None else replace(layer, pe=fold[0], simd=fold[1])
+              for layer, fold in zip(image.layers, folding)]
+    return replace(image, layers=layers)
 
 
 def read_binarized_folder(folder) -> tuple[dict[str, np.ndarray], str]:

@@ -1,0 +1,1 @@
+"""Design-space exploration: sweeps of synthesis and place-and-route points on Dask."""

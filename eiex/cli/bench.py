@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import Parser, add_output, log
+from eiex.cli.common import Parser, add_output, int_list, log
 from eiex.errors import EiexError
 
 
@@ -30,6 +30,12 @@ def add_parser(sub) -> None:
                         "run on Verilator: bnn-lfc over the whole test set, bnn-cnv over 1,000 digits); default all four")
     add_output(p, default=Path("out/bench-mnist"), required=False)
     p.set_defaults(func=run_mnist)
+    p = benches.add_parser("explore", help="an eiex explore sweep at several Dask worker counts (fresh caches), "
+                           "then from the cache: wall times, speed-up, per-point cost, larger sweeps estimated")
+    add_explore_options(p)
+    p.add_argument("--workers", type=int_list, default=[1, 2], help="worker counts to run (default 1,2)")
+    add_output(p, default=Path("out/bench-explore"), required=False)
+    p.set_defaults(func=run_explore)
 
 
 def run(args) -> int:
@@ -92,4 +98,39 @@ def run_mnist(args) -> int:
     for key in mnist.mnist_keys(args.models):
         print(f"{key}  {result[key]:.4g}")
     print(f"mnist.json, mnist.md and each model's output folder in {args.out}/")
+    return 0
+
+
+def add_explore_options(p) -> None:
+    from eiex.cli.explore import KNOB_OPTIONS
+    from eiex.sim.engines import ENGINES
+    from eiex.sim.tools.parts import PARTS
+
+    p.add_argument("engine", choices=sorted(ENGINES), help="the engine the image is for")
+    p.add_argument("--images", type=Path, required=True, help="the image whose network every point runs")
+    p.add_argument("--part", required=True, choices=sorted(PARTS), help="the FPGA part")
+    for knob, option in KNOB_OPTIONS.items():
+        p.add_argument(option.flag, dest=knob, type=int_list, help=f"comma list: {option.help}")
+
+
+def run_explore(args) -> int:
+    from eiex.cli.explore import KNOB_OPTIONS
+    from eiex.sim.benchmarks.explore_scaling import markdown, scaling
+    from eiex.sim.engines import get_engine
+    from eiex.sim.tools.parts import get_part
+    from eiex.sw.atomic import atomic_output_dir, check_output_dir
+
+    spec = get_engine(args.engine)
+    part = get_part(args.part)
+    check_output_dir(args.out, args.force)
+    stray = [KNOB_OPTIONS[k].flag for k in KNOB_OPTIONS if k not in spec.knobs and getattr(args, k) is not None]
+    if stray:
+        raise EiexError(f"{', '.join(stray)} do not size the {spec.title}")
+    image = spec.load_image(args.images)
+    axes = {knob: getattr(args, knob) or KNOB_OPTIONS[knob].default(image) for knob in spec.knobs}
+    with atomic_output_dir(args.out, args.force) as folder:
+        result = scaling(spec.name, image, part, axes, folder, workers=tuple(args.workers),
+                         images=str(args.images), log=log)
+    print(markdown(result), end="")
+    print(f"scaling.json, scaling.md and each run's exploration folder in {args.out}/")
     return 0

@@ -1,7 +1,7 @@
 """Results of built design points, kept by the hash of what was built.
 
 A result is one JSON file named by its :func:`~eiex.sim.explore.evaluate.cache_key` (the top's
-Verilog, the part, nextpnr's options, the tool versions), written whole as soon as it arrives, so
+RTLIL, the part, nextpnr's options, the tool versions), written whole as soon as it arrives, so
 an interrupted sweep keeps every finished point and a rerun builds only the rest. Only results a
 rerun would reproduce are kept: placed and routed (``ok``) and too large for the part (``unfit``);
 a failed point is tried again.

@@ -1,10 +1,10 @@
-"""One design point of a sweep, as a Dask worker runs it: resize, cycle model, Verilog, build.
+"""One design point of a sweep, as a Dask worker runs it: resize, cycle model, RTLIL, build.
 
 :func:`evaluate_point` lays the image out for the point (:attr:`eiex.sim.engines.Engine.resize`),
-runs the engine's cycle model, generates the build top's Verilog and hashes it with the part and
+runs the engine's cycle model, generates the build top's RTLIL and hashes it with the part and
 the tool versions (:func:`cache_key`). A key the client already holds is answered at once; any
 other point is synthesized, placed and routed in a private temporary folder
-(:func:`eiex.sim.tools.build.run_verilog_build`), and what a user needs of that folder (the report
+(:func:`eiex.sim.tools.build.run_rtlil_build`), and what a user needs of that folder (the report
 and the tails of the tool logs) travels back in the result, so workers need no shared file system.
 
 Everything a worker needs is eiex itself: the function and its arguments pickle by reference.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from eiex.errors import EiexError
 
+#: the RTLIL attribute lines naming the Python source of each item
+_SRC = re.compile(r"^\s*attribute \\src .*\n", re.M)
 #: lines kept from the end of each tool log in a point's result
 LOG_TAIL = 200
 #: short names of the knobs (and the placer seed) in a point's id and labels
@@ -57,12 +60,14 @@ def sweep_points(engine: str, axes: dict[str, list[int]], seeds: int = 1) -> lis
             for values in product(*(axes[name] for name in names)) for seed in range(1, seeds + 1)]
 
 
-def cache_key(verilog: str, part, speed: int | None, freq: float, seed: int | None, tools: dict) -> str:
-    """The sha256 naming a build's result: the top's Verilog, the part, the nextpnr options and the
-    tool versions (anything else that changes the result changes the Verilog)."""
-    h = hashlib.sha256(verilog.encode())
+def cache_key(rtlil: str, part, speed: int | None, freq: float, seed: int | None, tools: dict) -> str:
+    """The sha256 naming a build's result: the top's RTLIL, the part, the nextpnr options and the
+    tool versions (anything else that changes the result changes the RTLIL). The RTLIL's source
+    locations (``attribute \\src``) are left out: they change with the install path and any edit of
+    the Python, not the hardware."""
+    h = hashlib.sha256(_SRC.sub("", rtlil).encode())
     h.update(json.dumps({"part": part.name, "device": part.device, "args": part.nextpnr_args, "speed": speed,
-                         "freq": freq, "seed": seed, "tools": tools}, sort_keys=True).encode())
+                         "freq": float(freq), "seed": seed, "tools": tools}, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -75,11 +80,10 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> str | None:
 def figures_of(report: dict) -> dict:
     """The sweep's columns from a build report: resources, Fmax, throughput."""
     use = report.get("utilization") or {}
-    count = lambda name: use[name]["used"] if name in use else None  # noqa: E731
+    used = {name: row["used"] for name, row in use.items()}
     fmax = min(report["fmax_mhz"].values()) if report.get("fmax_mhz") else None
-    return {"luts": count("LUT4"), "ffs": count("FF"), "brams": count("BRAM"), "dsps": count("DSP"),
-            "lut_percent": use["LUT4"]["percent"] if "LUT4" in use else None,
-            "bram_percent": use["BRAM"]["percent"] if "BRAM" in use else None,
+    return {"luts": used.get("LUT4"), "ffs": used.get("FF"), "brams": used.get("BRAM"), "dsps": used.get("DSP"),
+            "lut_percent": use.get("LUT4", {}).get("percent"), "bram_percent": use.get("BRAM", {}).get("percent"),
             "fmax_mhz": fmax, "overflow": report.get("overflow", [])}
 
 
@@ -107,7 +111,7 @@ def evaluate_point(point: Point, image, inputs, part, speed: int | None, freq: f
         anything else raises, for the scheduler to retry once.
     """
     from eiex.sim.engines import get_engine
-    from eiex.sim.tools.build import run_verilog_build, tool_versions, top_verilog
+    from eiex.sim.tools.build import run_rtlil_build, tool_versions, top_rtlil
 
     engine = get_engine(point.engine)
     try:
@@ -115,7 +119,7 @@ def evaluate_point(point: Point, image, inputs, part, speed: int | None, freq: f
         cycles = engine.throughput(resized, hw, inputs)
     except EiexError as e:  # the image cannot take this point's knobs: nothing to retry
         return {"id": point.id, "key": None, "cached": False, "status": "failed", "error": str(e)}
-    text, top = top_verilog(engine.component(hw, None))
+    text, top = top_rtlil(engine.component(hw, None))
     speed = speed if speed is not None else (part.speeds[0] if part.speeds else None)
     key = cache_key(text, part, speed, freq, point.seed, tool_versions(("amaranth", "yosys", part.nextpnr)))
     result = {"id": point.id, "key": key, "cycles": cycles["cycles"], "ideal_cycles": cycles.get("ideal_cycles"),
@@ -128,8 +132,8 @@ def evaluate_point(point: Point, image, inputs, part, speed: int | None, freq: f
         out = Path(tmp) / "build"
         description = {"engine": point.engine, **point.params}
         try:
-            report = run_verilog_build(text, top, part, out, speed=speed, freq=freq, seed=point.seed,
-                                       description=description, cycles=cycles, log=log or (lambda line: None))
+            report = run_rtlil_build(text, top, part, out, speed=speed, freq=freq, seed=point.seed,
+                                     description=description, cycles=cycles, log=log or (lambda line: None))
             error = None
         except EiexError as e:
             if not (out / "build.json").exists():  # Yosys failed: no folder was written

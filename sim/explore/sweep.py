@@ -48,8 +48,9 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     if workers < 1:
         raise EiexError(f"--workers must be at least 1, not {workers}")
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        # memory_limit=0: the builds' memory is in the tools' child processes, which Dask does not see
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        # memory_limit=0: the builds' memory is in the tools' child processes, which Dask does not see;
+        # the dashboard on a free port, so that sweeps can run side by side
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                memory_limit=0, silence_logs=logging.CRITICAL)
     with cluster, Client(cluster) as client:
         yield client

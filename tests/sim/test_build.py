@@ -28,9 +28,9 @@ def tiny_build(tmp_path_factory):
 
 
 def test_build_folder_holds_the_verilog_logs_and_reports(tiny_build):
-    for name in ("top.v", "yosys.log", "nextpnr.log", "nextpnr-report.json", "build.json", "build.md"):
+    for name in ("top.il", "yosys.log", "nextpnr.log", "nextpnr-report.json", "build.json", "build.md"):
         assert (tiny_build / name).stat().st_size > 0, name
-    assert "module top" in (tiny_build / "top.v").read_text()
+    assert "module \\top" in (tiny_build / "top.il").read_text()
 
 
 def test_report_agrees_with_nextpnr_and_the_cycle_model(tiny_build):

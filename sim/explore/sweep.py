@@ -44,7 +44,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Ite
         with client:
             yield client
         return
-    workers = workers or os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise EiexError(f"--workers must be at least 1, not {workers}")
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):

@@ -32,8 +32,10 @@ def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: i
 
     The data is ``dataset`` (``mnist5k``, ``mnist``, ``fashion`` or an npz path; default
     ``mnist5k``) or the arrays ``train=(x, y)`` and ``test=(x, y)``. ``recipe``: a TOML path or a
-    dict of its tables, over the model's recipe. ``weights``: a state_dict file or an npz of
-    ``w0, b0, ...`` that replaces dense training. The result's ``save(out)`` writes what
+    dict of its tables, over the model's recipe; its ``quantize`` (``kmeans``, ``linear``,
+    ``ternary``, ``pow2``), ``distill``, ``sparsity`` and ``lowrank`` tables choose the other
+    compression methods (README, "Other compression methods"). ``weights``: a state_dict file or an
+    npz of ``w0, b0, ...`` that replaces dense training. The result's ``save(out)`` writes what
     ``eiex compress`` writes.
     """
     from eiex.sw.compress.pipeline import compress as run_pipeline
@@ -43,21 +45,26 @@ def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: i
 
 
 def binarize(model="bnn-mlp", dataset=None, *, train=None, test=None, seed: int = 0, mode: str | None = None,
-             hidden=None, channels=None, dropout=None, threads: int | None = None, log=print):
+             hidden=None, channels=None, dropout=None, threads: int | None = None, teacher: str | None = None,
+             temperature: float = 4.0, alpha: float = 0.9, log=print):
     """Train a binarized network and fold it into integer thresholds: ``model`` is a built-in name
     (``bnn-mlp``, ``bnn-lfc``, the CNN ``bnn-cnv``), ``FILE.py:FUNCTION`` or a module built from
     ``eiex.BinaryInput``, ``eiex.BinaryLinear``, ``torch.nn.BatchNorm1d`` (and ``eiex.BinaryActivation``,
     dropout), with conv blocks of ``eiex.BinaryConv2d``, ``torch.nn.BatchNorm2d`` and ``torch.nn.MaxPool2d``
     before a ``Flatten``. The data as for :func:`compress` (uint8 pixels). ``hidden`` and
     ``channels``: a built-in model's fully connected and conv widths. ``dropout``: ``(p_input,
-    p_hidden)`` for a built-in model (default: its tuning for the dataset, else none). The result's
+    p_hidden)`` for a built-in model (default: its tuning for the dataset, else none). ``teacher``:
+    knowledge distillation from ``"float"`` (the float twin), ``FILE.py:FUNCTION`` or an output
+    folder, at ``temperature`` with the teacher's term weighted ``alpha``. The result's
     ``save(out)`` writes what ``eiex binarize`` writes (``binary.npz``, ``report.json``)."""
     from eiex.sw.binarize.pipeline import DEFAULT_MODE, DEFAULT_THREADS
     from eiex.sw.binarize.pipeline import binarize as run_pipeline
+    from eiex.sw.teacher import Distill
 
     return run_pipeline(model, _dataset(dataset, train, test), seed=seed, mode=DEFAULT_MODE if mode is None else mode,
                         hidden=hidden, channels=channels, dropout=dropout,
-                        threads=DEFAULT_THREADS if threads is None else threads, log=log)
+                        threads=DEFAULT_THREADS if threads is None else threads,
+                        distill=None if teacher is None else Distill(teacher, temperature, alpha), log=log)
 
 
 def write_binarized(result, out, force: bool = False) -> Path:

@@ -89,13 +89,17 @@ def fit(
     after_step: Callable[[], None] | None = None,
     desc: str = "train",
     image_shape: tuple[int, int] | None = None,
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    penalty: Callable[[], torch.Tensor] | None = None,
 ) -> None:
     """Adam with cross-entropy over shuffled mini-batches.
 
     ``params`` are the tensors to optimise (default: all of the model's). ``before_step`` runs
     after the backward pass (to mask or redirect gradients), ``after_step`` after each update
     (to re-impose masks or shared values). ``image_shape`` ``(H, W)``: what the samples' trailing
-    values are, for ``config.shift``.
+    values are, for ``config.shift``. ``loss(logits, labels, batch)`` replaces cross-entropy
+    (``batch`` holds the samples' indexes, for a distillation teacher's logits); ``penalty()`` is
+    added to every batch's loss (a sparsity regularizer).
     """
     if config.shift and image_shape is None:
         raise EiexError(f"{desc}: shift needs images; these samples have no (H, W) shape")
@@ -118,10 +122,13 @@ def fit(
             x = data.x[batch]
             if config.shift:
                 x = random_shifts(x, image_shape, config.shift, generator)
-            loss = loss_fn(model(x), data.y[batch])
-            if not math.isfinite(loss.item()):
-                raise EiexError(f"{desc}: the loss became {loss.item()} (lower the learning rate, {config.lr})")
-            loss.backward()
+            logits = model(x)
+            value = loss_fn(logits, data.y[batch]) if loss is None else loss(logits, data.y[batch], batch)
+            if penalty is not None:
+                value = value + penalty()
+            if not math.isfinite(value.item()):
+                raise EiexError(f"{desc}: the loss became {value.item()} (lower the learning rate, {config.lr})")
+            value.backward()
             if before_step is not None:
                 before_step()
             optimizer.step()

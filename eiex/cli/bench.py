@@ -6,6 +6,7 @@ from pathlib import Path
 
 from eiex.cli.common import Parser, add_output, int_list, log
 from eiex.errors import EiexError
+from eiex.sim.benchmarks.methods import ROWS as METHOD_ROWS
 
 
 def add_parser(sub) -> None:
@@ -30,12 +31,38 @@ def add_parser(sub) -> None:
                         "run on Verilator: bnn-lfc over the whole test set, bnn-cnv over 1,000 digits); default all four")
     add_output(p, default=Path("out/bench-mnist"), required=False)
     p.set_defaults(func=run_mnist)
+    p = benches.add_parser("methods", help="LeNet-300-100 compressed by each method (Deep Compression, distillation, "
+                           "L1 and neuron removal, TWN, INQ, linear, low-rank): size, error, EIE cycles, and the "
+                           "shift MAC's resources (about an hour on full MNIST)")
+    p.add_argument("--quick", action="store_true", help="MNIST-5k and a few epochs per stage (a minute or two)")
+    p.add_argument("--rows", type=lambda text: tuple(text.split(",")),
+                   help="comma-separated subset of the rows (default all): " + ", ".join(row[0] for row in METHOD_ROWS))
+    p.add_argument("--part", default="ecp5-85k",
+                   help="part the INQ row's engine is built for, with and without the shift MAC (default ecp5-85k; "
+                        "'none' skips the builds)")
+    p.add_argument("--pes", type=int, default=8, help="EIE processing elements (default 8)")
+    p.add_argument("--digits", type=int, default=1000, help="test digits the cycle model averages over (default 1000)")
+    add_output(p, default=Path("out/bench-methods"), required=False)
+    p.set_defaults(func=run_methods)
     p = benches.add_parser("explore", help="an eiex explore sweep at several Dask worker counts (fresh caches), "
                            "then from the cache: wall times, speed-up, per-point cost, larger sweeps estimated")
     add_explore_options(p)
     p.add_argument("--workers", type=int_list, default=[1, 2], help="worker counts to run (default 1,2)")
     add_output(p, default=Path("out/bench-explore"), required=False)
     p.set_defaults(func=run_explore)
+
+
+def run_methods(args) -> int:
+    """``eiex bench methods``: the comparison table of the compression methods."""
+    from eiex.sim.benchmarks.methods import run_methods as bench
+
+    if args.pes < 1 or args.digits < 1:
+        raise EiexError("--pes and --digits must be positive")
+    summary = bench(args.out, quick=args.quick, part=None if args.part == "none" else args.part, n_pe=args.pes,
+                    digits=args.digits, rows=args.rows, log=log)
+    print((args.out / "methods.md").read_text(), end="")
+    print(f"{len(summary['rows'])} rows in {summary['seconds'] / 60:.1f} min; methods.json and methods.md in {args.out}/")
+    return 0
 
 
 def run(args) -> int:

@@ -33,6 +33,12 @@ def add_parser(sub) -> None:
                         "training (default: the model's tuning for the dataset, else none; bnn-lfc on mnist 0.2,0.2)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch threads; pinned because results depend on it (default {DEFAULT_THREADS})")
+    p.add_argument("--teacher", metavar="float|FILE.py:FUNCTION|DIR",
+                   help="knowledge distillation: train the binarized network as the student of its float twin "
+                        "(float), a trained model, or a compress or binarize output folder")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    p.add_argument("--alpha", type=float, default=0.9,
+                   help="weight of the teacher's term in the distillation loss (default 0.9)")
     add_seed(p)
     add_output(p)
     p.set_defaults(func=run)
@@ -51,12 +57,13 @@ def rate_pair(text: str) -> tuple[float, float]:
 
 def run(args) -> int:
     from eiex.sw.binarize.pipeline import run_binarize
+    from eiex.sw.teacher import Distill
 
     result = run_binarize(
         args.out, force=args.force, model_name=args.model, dataset_name=args.dataset, data_dir=args.data_dir,
         seed=args.seed, mode=args.mode, hidden=None if args.hidden is None else tuple(args.hidden),
         channels=None if args.channels is None else tuple(args.channels), dropout=args.dropout, threads=args.threads,
-        log=log,
+        distill=None if args.teacher is None else Distill(args.teacher, args.temperature, args.alpha), log=log,
     )
     r = result.report
     print(f"{args.model} {'-'.join(map(str, r['layers']))} ({r['mode']}): float {r['float_accuracy']:.2%}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eiex.cli.common import add_dataset, add_output, add_seed, log, model_choice
+from eiex.sw.compress.recipe import QUANTIZERS
 from eiex.sw.models import MODELS
 
 
@@ -17,9 +18,44 @@ def add_parser(sub) -> None:
     p.add_argument("--recipe", type=Path, help="TOML file overriding the built-in (or default) recipe")
     p.add_argument("--weights", type=Path,
                    help="trained dense weights: a state_dict (.pt) or an npz of w0, b0, ...; skips dense training")
+    methods = p.add_argument_group("other compression methods (each also a recipe key; see README)")
+    methods.add_argument("--quantize", choices=QUANTIZERS,
+                         help="how surviving weights become codes: kmeans (Deep Compression, the default), linear "
+                              "(uniform levels per layer), ternary (TWN), pow2 (INQ's powers of two)")
+    methods.add_argument("--l1", type=float, metavar="STRENGTH",
+                         help="L1 penalty on every weight during dense training ([sparsity] l1)")
+    methods.add_argument("--remove-neurons", action="store_true", default=None,
+                         help="after pruning, remove hidden neurons left without inputs or outputs "
+                              "([sparsity] remove_neurons; fully connected models)")
+    methods.add_argument("--low-rank", type=float, metavar="ERROR",
+                         help="factorize every fully connected layer by truncated SVD at this relative error "
+                              "budget ([lowrank] error)")
+    methods.add_argument("--teacher", metavar="dense|FILE.py:FUNCTION|DIR",
+                         help="knowledge distillation from this run's dense model, a trained model, or a compress or "
+                              "binarize output folder ([distill] teacher)")
+    methods.add_argument("--temperature", type=float, help="distillation temperature (default 4)")
+    methods.add_argument("--alpha", type=float, help="weight of the teacher's term in the loss (default 0.9)")
     add_seed(p)
     add_output(p)
     p.set_defaults(func=run)
+
+
+def method_overrides(args) -> dict:
+    """The recipe tables the method flags set (flags left out keep the recipe's values)."""
+    tables = {}
+
+    def put(table, key, value):
+        if value is not None:
+            tables.setdefault(table, {})[key] = value
+
+    put("quantize", "method", args.quantize)
+    put("sparsity", "l1", args.l1)
+    put("sparsity", "remove_neurons", args.remove_neurons)
+    put("lowrank", "error", args.low_rank)
+    put("distill", "teacher", args.teacher)
+    put("distill", "temperature", args.temperature)
+    put("distill", "alpha", args.alpha)
+    return tables
 
 
 def run(args) -> int:
@@ -27,7 +63,8 @@ def run(args) -> int:
 
     result = run_compress(
         args.out, force=args.force, model_name=args.model, dataset_name=args.dataset,
-        data_dir=args.data_dir, recipe_path=args.recipe, seed=args.seed, dense_weights=args.weights,
+        data_dir=args.data_dir, recipe_path=args.recipe, recipe_overrides=method_overrides(args), seed=args.seed,
+        dense_weights=args.weights,
         log=log,
     )
     r = result.report

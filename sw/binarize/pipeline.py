@@ -27,6 +27,8 @@ from eiex.sw.images.xnor.export import read_folded
 from eiex.sw.data import Dataset, Split, load_dataset
 from eiex.sw.binarize.user_model import binary_structure
 from eiex.sw.user_model import is_model_file, load_model_function
+from eiex.sw.compress.methods.distill import Distillation
+from eiex.sw.teacher import Distill, resolve_teacher
 from eiex.sw.train import StageClock, Tensors, TrainConfig, accuracy, fit, predict, seed_everything
 
 # Float reductions split across threads round differently, so the trained network depends on the
@@ -82,11 +84,11 @@ def raw_tensors(split: Split, shape=None) -> Tensors:
 
 
 def train_schedule(model: nn.Module, data: Tensors, schedule, *, seed: int, desc: str, after_step=None,
-                   image_shape=None) -> None:
+                   image_shape=None, loss=None) -> None:
     """``fit`` once per stage of ``schedule`` (a new Adam per stage, a seed per stage)."""
     for stage, config in enumerate(schedule):
         fit(model, data, config, seed=seed + stage, after_step=after_step, desc=f"{desc} {stage + 1}",
-            image_shape=image_shape)
+            image_shape=image_shape, loss=loss)
 
 
 def check_built_in(model_name: str, hidden=None, mode: str = DEFAULT_MODE, dropout=(0.0, 0.0), channels=None) -> None:
@@ -214,6 +216,7 @@ def binarize(
     float_schedule=None,
     dropout=None,
     threads: int = DEFAULT_THREADS,
+    distill: Distill | None = None,
     log=print,
 ) -> BinarizeResult:
     """Train the float twin and the binarized network, fold it, and measure both on held-out digits.
@@ -224,7 +227,8 @@ def binarize(
     threads (restored afterwards). The schedules and dropout default to the model's tuning for the
     dataset (:data:`TUNED_TRAINING`), else to :class:`Training`'s; dropout applies to built-in models
     (a user's model holds its own ``Dropout`` modules). ``hidden`` and ``channels`` set a built-in
-    model's fully connected and conv widths.
+    model's fully connected and conv widths. ``distill`` trains the binarized network as the
+    student of a teacher (:mod:`eiex.sw.teacher`; ``float``: the float twin trained first).
     """
     if isinstance(model_name, str) and not is_model_file(model_name):
         check_built_in(model_name, hidden, mode, (0.0, 0.0) if dropout is None else dropout, channels)  # refuse bad
@@ -240,12 +244,12 @@ def binarize(
     torch.set_num_threads(threads)
     try:
         return _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels,
-                         (binary_schedule, float_schedule, dropout), threads, log)
+                         (binary_schedule, float_schedule, dropout), threads, distill, log)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, overrides, threads,
+def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, overrides, threads, distill,
               log) -> BinarizeResult:
     dataset = pixel_dataset(dataset_name, data_dir)
     tuned = training_for(model_name, dataset.name)
@@ -266,10 +270,17 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
     log(f"float accuracy {float_accuracy:.2%} on {len(test.y)} held-out digits")
     lap("float")
 
+    loss = None
+    if distill is not None and distill.teacher:
+        logits = resolve_teacher(distill.teacher, student_x=train.x, raw_images=dataset.train.images,
+                                 n_classes=dataset.n_classes, own=float_model)
+        loss = Distillation(logits, distill.temperature, distill.alpha).loss
+        log(f"distilling from {distill.teacher} (T = {distill.temperature:g}, alpha = {distill.alpha:g}); the "
+            f"teacher is right on {float((logits.argmax(1) == train.y).float().mean()):.2%} of the training digits")
     seed_everything(seed)
     clip_latent_weights(trained)
     train_schedule(trained, train, binary_schedule, seed=seed, desc="binary",
-                   after_step=lambda: clip_latent_weights(trained), image_shape=image_shape)
+                   after_step=lambda: clip_latent_weights(trained), image_shape=image_shape, loss=loss)
     torch_predictions = predict(trained, test.x).numpy()
     torch_binary_accuracy = float((torch_predictions == dataset.test.labels).mean())
     model = network.foldable()
@@ -312,6 +323,7 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
             "binary": [vars(c) for c in binary_schedule],
             "dropout": list(dropout) if isinstance(trained, (BnnMlp, BnnCnv)) else "the model's own Dropout modules",
             "optimizer": "Adam, cross-entropy; latent weights clipped to [-1, 1] after every step",
+            "distill": vars(distill) if distill is not None and distill.teacher else None,
         },
         "seconds": {**seconds, "total": sum(seconds.values())},
     }

@@ -11,18 +11,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def weight_distributions(path: Path, dense: dict[str, np.ndarray], shared: dict) -> None:
-    """Per layer: the dense weights, then the surviving shared weights with the codebook marked."""
+def weight_distributions(path: Path, before_pruning: dict[str, np.ndarray], shared: dict) -> None:
+    """Per layer: the weights as pruning starts (dense, or a low-rank factor), then the surviving
+    shared weights with the codebook marked."""
     names = list(shared)
     fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names), 5.4), squeeze=False)
     for l, name in enumerate(names):
-        before = dense[f"w{l}"].ravel()
+        before = before_pruning[name].ravel()
         after = shared[name].weights().ravel()
         after = after[after != 0]
         limit = float(max(np.abs(before).max(), np.abs(shared[name].codebook).max()))
         bins = np.linspace(-limit, limit, 121)
         axes[0, l].hist(before, bins=bins, color="tab:blue")
-        axes[0, l].set_title(f"{name}: dense")
+        axes[0, l].set_title(f"{name}: before pruning")
         axes[1, l].hist(after, bins=bins, color="tab:green")
         for value in shared[name].codebook[1:]:
             if value != 0:

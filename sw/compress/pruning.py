@@ -66,12 +66,14 @@ def threshold_masks(model: CompressibleModel, thresholds: dict[str, float], mask
     return Masks(weight=weight, bias=dict(masks.bias))
 
 
-def retrain(model: CompressibleModel, masks: Masks, data: Tensors, config: TrainConfig, *, seed: int, desc: str) -> None:
+def retrain(model: CompressibleModel, masks: Masks, data: Tensors, config: TrainConfig, *, seed: int, desc: str,
+            loss=None) -> None:
     masks.apply(model)
     fit(
         model, data, config, seed=seed, desc=desc,
         before_step=lambda: masks.mask_gradients(model),
         after_step=lambda: masks.apply(model),
+        loss=loss,
     )
 
 
@@ -84,10 +86,12 @@ def iterative_prune(
     steps: int,
     seed: int,
     masks: Masks | None = None,
+    loss=None,
 ) -> Masks:
     """Han's schedule: step ``s`` of ``steps`` prunes at ``s / steps * quality * std`` and retrains.
 
     The standard deviations are taken once, from the weights as they stand when pruning starts.
+    ``loss`` replaces retraining's cross-entropy (:func:`eiex.sw.train.fit`).
     """
     if steps < 1:
         raise EiexError(f"prune steps must be a positive integer, not {steps}")
@@ -96,7 +100,7 @@ def iterative_prune(
     for step in range(1, steps + 1):
         thresholds = {n: step / steps * q * std[n] for n, q in quality.items()}
         masks = threshold_masks(model, thresholds, masks)
-        retrain(model, masks, data, config, seed=seed + step, desc=f"prune {step}/{steps}")
+        retrain(model, masks, data, config, seed=seed + step, desc=f"prune {step}/{steps}", loss=loss)
     return masks
 
 

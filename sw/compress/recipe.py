@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from eiex.errors import EiexError
 from eiex.sw.compress.huffman import MAX_CODE_LEN
 from eiex.sw.models import CompressibleModel
+from eiex.sw.teacher import Distill
 from eiex.sw.train import LR_SCHEDULES, TrainConfig
 
 MAX_WEIGHT_BITS = 12  # a codebook of 4096 values; more is no longer weight sharing
 MAX_INDEX_BITS = 16
 
 SHARING_METHODS = ("optimal", "lloyd")
+#: how surviving weights become codes: Deep Compression's trained k-means sharing, uniform (linear)
+#: levels, TWN's ternary {-a, 0, +a}, or INQ's powers of two {0, +-2**n}
+QUANTIZERS = ("kmeans", "linear", "ternary", "pow2")
+#: INQ's default schedule: the fractions of each layer's surviving weights quantized after each step
+INQ_STEPS = (0.5, 0.75, 0.875, 1.0)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,25 @@ class LayerRecipe:
     bits: int  # weight code width: 2**bits - 1 shared values plus code 0 for pruned
     index_bits: int  # width of the relative row index
     filters: float = 0.0  # fraction of a conv layer's filters removed by L1 norm
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """How surviving weights become codes; ``train`` is the straight-through (linear, ternary) or
+    incremental (pow2) retraining, ``steps`` INQ's quantized fractions."""
+
+    method: str
+    train: TrainConfig
+    steps: tuple[float, ...] = INQ_STEPS
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """``l1``: strength of the L1 penalty on every weight during dense training; ``remove_neurons``:
+    after pruning, hidden neurons left without inputs or outputs are removed."""
+
+    l1: float = 0.0
+    remove_neurons: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,17 +69,33 @@ class Recipe:
     share_method: str
     huffman_max_len: int
     layers: dict[str, LayerRecipe]
+    quantize: Quantize | None = None  # None: k-means with the [share] training
+    distill: Distill = Distill()
+    sparsity: Sparsity = Sparsity()
+    #: low-rank factorization: each fully connected layer's relative error budget (0: off)
+    lowrank: float = 0.0
+
+    @property
+    def quantizer(self) -> str:
+        return "kmeans" if self.quantize is None else self.quantize.method
 
     def to_json(self) -> dict:
         def cfg(c: TrainConfig) -> dict:
             return {"epochs": c.epochs, "lr": c.lr, "batch_size": c.batch_size, "weight_decay": c.weight_decay,
                     "schedule": c.schedule}
 
+        quantize = {"method": self.quantizer}
+        if self.quantize is not None:
+            quantize.update(cfg(self.quantize.train), steps=list(self.quantize.steps))
         return {
             "train": cfg(self.train),
             "prune": {**cfg(self.prune), "steps": self.prune_steps, "sensitivity": list(self.sensitivity)},
             "share": {**cfg(self.share), "method": self.share_method},
             "huffman": {"max_len": self.huffman_max_len},
+            "quantize": quantize,
+            "distill": vars(self.distill),
+            "sparsity": vars(self.sparsity),
+            "lowrank": {"error": self.lowrank},
             "layers": {n: vars(l) for n, l in self.layers.items()},
         }
 
@@ -113,6 +154,25 @@ class _Reader:
             raise EiexError(f"recipe: [{self.where}] lacks {key!r}")
         return self.table[key]
 
+    def optional(self, key) -> dict:
+        """A sub-table that may be absent (then empty: its keys take their defaults)."""
+        self.used.add(key)
+        return self.table.get(key, {})
+
+    def boolean(self, key, default: bool) -> bool:
+        self.used.add(key)
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise EiexError(f"recipe: [{self.where}] {key} must be true or false, not {value!r}")
+        return value
+
+    def text(self, key, default: str) -> str:
+        self.used.add(key)
+        value = self.table.get(key, default)
+        if not isinstance(value, str):
+            raise EiexError(f"recipe: [{self.where}] {key} must be a string, not {value!r}")
+        return value
+
     def integer(self, key, lo, hi=None):
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
@@ -141,13 +201,21 @@ class _Reader:
             raise EiexError(f"recipe: [{self.where}] {key} must be one of {', '.join(options)}, not {value!r}")
         return value
 
-    def train(self) -> TrainConfig:
+    def train(self, defaults: TrainConfig | None = None) -> TrainConfig:
+        """A training stage; with ``defaults``, every key may be left out."""
+        def given(key, read, default):
+            if defaults is not None and key not in self.table:
+                self.used.add(key)
+                return default
+            return read()
+
+        d = defaults
         return TrainConfig(
-            epochs=self.integer("epochs", 0),
-            lr=self.number("lr", 0, lo_open=True),
-            batch_size=self.integer("batch_size", 1),
-            weight_decay=self.number("weight_decay", 0),
-            schedule=self.choice("schedule", LR_SCHEDULES, default="constant"),
+            epochs=given("epochs", lambda: self.integer("epochs", 0), d and d.epochs),
+            lr=given("lr", lambda: self.number("lr", 0, lo_open=True), d and d.lr),
+            batch_size=given("batch_size", lambda: self.integer("batch_size", 1), d and d.batch_size),
+            weight_decay=given("weight_decay", lambda: self.number("weight_decay", 0), d and d.weight_decay),
+            schedule=self.choice("schedule", LR_SCHEDULES, default=d.schedule if d else "constant"),
         )
 
     def done(self):
@@ -162,6 +230,10 @@ def parse_recipe(table: dict, model: CompressibleModel) -> Recipe:
     prune = _Reader(top._get("prune"), "prune")
     share = _Reader(top._get("share"), "share")
     huffman = _Reader(top._get("huffman"), "huffman")
+    quantize = _Reader(top.optional("quantize"), "quantize")
+    distill = _Reader(top.optional("distill"), "distill")
+    sparsity = _Reader(top.optional("sparsity"), "sparsity")
+    lowrank = _Reader(top.optional("lowrank"), "lowrank")
     layer_tables = top._get("layers")
     top.done()
     if not isinstance(layer_tables, dict):
@@ -199,7 +271,17 @@ def parse_recipe(table: dict, model: CompressibleModel) -> Recipe:
         huffman_max_len=huffman.integer("max_len", 1, MAX_CODE_LEN),
         layers=layers,
     )
-    for reader in (train, prune, share, huffman):
+    method = quantize.choice("method", QUANTIZERS, default="kmeans")
+    recipe = replace(
+        recipe,
+        quantize=None if method == "kmeans" and not quantize.table else Quantize(
+            method, quantize.train(defaults=recipe.prune), _inq_steps(quantize)),
+        distill=Distill(distill.text("teacher", ""), distill.number("temperature", 0, lo_open=True, default=4.0),
+                        distill.number("alpha", 0, 1, default=0.9)),
+        sparsity=Sparsity(sparsity.number("l1", 0, default=0.0), sparsity.boolean("remove_neurons", False)),
+        lowrank=lowrank.number("error", 0, 1, hi_open=True, default=0.0),
+    )
+    for reader in (train, prune, share, huffman, quantize, distill, sparsity, lowrank):
         reader.done()
     widest = max(max(l.bits, l.index_bits) for l in layers.values())
     if recipe.huffman_max_len < widest:
@@ -208,6 +290,19 @@ def parse_recipe(table: dict, model: CompressibleModel) -> Recipe:
             f"it must be at least {widest}"
         )
     return recipe
+
+
+def _inq_steps(reader: _Reader) -> tuple[float, ...]:
+    """INQ's schedule: increasing fractions in (0, 1], the last 1 (every weight quantized)."""
+    if "steps" not in reader.table:
+        reader.used.add("steps")
+        return INQ_STEPS
+    steps = reader._get("steps")
+    ok = isinstance(steps, list) and steps and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in steps)
+    if not ok or list(steps) != sorted(set(steps)) or steps[-1] != 1:
+        raise EiexError(f"recipe: [quantize] steps must be increasing fractions in (0, 1] ending at 1, not {steps!r}")
+    return tuple(float(v) for v in steps)
 
 
 def _fractions(values) -> list[float]:
@@ -219,9 +314,10 @@ def _fractions(values) -> list[float]:
 
 
 def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | dict | None = None,
-                dataset: str | None = None) -> Recipe:
+                dataset: str | None = None, overrides: dict | None = None) -> Recipe:
     """The built-in recipe of ``model_name`` on ``dataset`` (or the default recipe for a user's
-    model), overridden by the TOML file at ``path`` (or a dict of the same tables) if given."""
+    model), overridden by the TOML file at ``path`` (or a dict of the same tables) if given, then
+    by ``overrides`` (the command line's flags, as tables)."""
     table = builtin_table(model_name, dataset) if has_builtin_recipe(model_name) else default_recipe_table(model)
     if isinstance(path, dict):
         table = _merge(table, path)
@@ -236,4 +332,6 @@ def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | di
         except tomllib.TOMLDecodeError as e:
             raise EiexError(f"recipe {path} is not valid TOML: {e}") from None
         table = _merge(table, override)
+    if overrides:
+        table = _merge(table, overrides)
     return parse_recipe(table, model)

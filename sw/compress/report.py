@@ -19,7 +19,7 @@ def build_report(result, *, model: CompressibleModel, model_name: str, dataset: 
             "name": name,
             "weight_key": f"w{l}",
             "bias_key": f"b{l}",
-            "shape": list(result.dense[f"w{l}"].shape),
+            "shape": list(result.compressed[f"w{l}"].shape),
             "kept_fraction": stored.kept / stored.weights,
             "quality": layer_recipe.quality,
             "filters_removed": layer_recipe.filters,
@@ -44,6 +44,9 @@ def build_report(result, *, model: CompressibleModel, model_name: str, dataset: 
         "kept_fraction": storage.kept_fraction,
         "layers": layers,
         "total": storage.total_row(),
+        "methods": {k: v for k, v in result.methods.items() if k != "dense_architecture"},
+        **({"dense_architecture": result.methods["dense_architecture"]}
+           if result.methods.get("dense_architecture") not in (None, model.architecture) else {}),
         "sensitivity": {"pruned_fraction": list(result.recipe.sensitivity), "accuracy": result.sensitivity},
         "recipe": result.recipe.to_json(),
         "seconds": {**result.seconds, "total": sum(result.seconds.values())},
@@ -60,7 +63,9 @@ def _table2_line(row: dict) -> str:
 
 
 def markdown(report: dict) -> str:
-    acc = {k: 100.0 * report[k] for k in ("dense_accuracy", "pruned_accuracy", "shared_accuracy", "compressed_accuracy")}
+    acc = {k: None if report[k] is None else 100.0 * report[k]
+           for k in ("dense_accuracy", "pruned_accuracy", "shared_accuracy", "compressed_accuracy")}
+    quantizer = report.get("methods", {}).get("quantize", "kmeans")
     lines = [
         f"# Deep Compression of {report['model']} on {report['dataset']}",
         "",
@@ -70,8 +75,9 @@ def markdown(report: dict) -> str:
         "|---|---|",
         f"| dense | {acc['dense_accuracy']:.2f}% |",
         f"| pruned and retrained | {acc['pruned_accuracy']:.2f}% |",
-        f"| shared weights (k-means) | {acc['shared_accuracy']:.2f}% |",
-        f"| trained quantization | {acc['compressed_accuracy']:.2f}% |",
+        *([f"| shared weights (k-means) | {acc['shared_accuracy']:.2f}% |"] if acc["shared_accuracy"] is not None
+          else []),
+        f"| trained quantization ({quantizer}) | {acc['compressed_accuracy']:.2f}% |",
         "",
         f"Size: {report['dense_bytes']:,} bytes dense (float32) -> {report['compressed_bytes_pq']:,} bytes "
         f"pruned and quantized ({report['compression_ratio_pq']:.1f}x) -> {report['compressed_bytes']:,} bytes "

@@ -82,8 +82,10 @@ def finetune_centroids(
     config: TrainConfig,
     *,
     seed: int,
+    loss=None,
 ) -> dict[str, SharedLayer]:
-    """Train the shared values (and the surviving biases) with the codes held fixed."""
+    """Train the shared values (and the surviving biases) with the codes held fixed; ``loss``
+    replaces cross-entropy (:func:`eiex.sw.train.fit`)."""
     layers = model.layers()
     codes = {n: torch.from_numpy(s.codes.reshape(-1)) for n, s in shared.items()}
     codebooks = {n: torch.tensor(s.codebook, requires_grad=True) for n, s in shared.items()}
@@ -103,7 +105,7 @@ def finetune_centroids(
     set_weights()
     params = list(codebooks.values()) + [layer.bias for layer in layers.values()]
     fit(model, data, config, seed=seed, params=params, before_step=centroid_gradients,
-        after_step=set_weights, desc="fine-tune centroids")
+        after_step=set_weights, desc="fine-tune centroids", loss=loss)
     return {
         n: SharedLayer(codes=s.codes, codebook=codebooks[n].detach().numpy().copy(), bits=s.bits)
         for n, s in shared.items()

@@ -105,10 +105,13 @@ def account_layer(
 @dataclass(frozen=True)
 class ModelStorage:
     layers: list[LayerStorage]
+    #: the dense original's bits when its layers are not these (neurons removed, layers factorized)
+    original_bits: int | None = None
 
     @property
     def dense_bytes(self) -> int:
-        return math.ceil(sum(l.dense_bits for l in self.layers) / 8)
+        bits = sum(l.dense_bits for l in self.layers) if self.original_bits is None else self.original_bits
+        return math.ceil(bits / 8)
 
     @property
     def pq_bytes(self) -> int:
@@ -125,7 +128,7 @@ class ModelStorage:
     def total_row(self) -> dict:
         weights = sum(l.weights for l in self.layers)
         entries = max(sum(l.entries for l in self.layers), 1)
-        dense_bits = sum(l.dense_bits for l in self.layers)
+        dense_bits = sum(l.dense_bits for l in self.layers) if self.original_bits is None else self.original_bits
         return {
             "layer": "total",
             "weights": weights,

@@ -1,0 +1,166 @@
+"""Compression methods side by side on LeNet-300-100: size, error, and what the EIE engine makes of them.
+
+Each row compresses LeNet-300-100 one way on full MNIST (60,000 training digits, the official
+10,000 test digits held out) and exports the result to an EIE image at 8 PEs:
+
+- ``deep-compression``: pruning, trained k-means sharing, Huffman coding (the built-in recipe), the
+  baseline; its dense model is the starting point of every other row but ``l1-neurons``;
+- ``distill``: the same, retrained as the student of its own dense model (Hinton et al.);
+- ``l1-neurons``: dense training with an L1 penalty, pruning, then hidden neurons left without
+  inputs or outputs removed;
+- ``ternary``: pruning, then TWN's ``{-a, 0, +a}`` per layer (2-bit codes);
+- ``pow2``: pruning, then INQ's powers of two; the one row whose hardware changes: the engine is
+  built with the multiplier (``--mac multiply``) and with the shifter (``--mac shift``);
+- ``linear``: pruning, then uniform levels at the baseline's bits per layer (k-means vs linear at
+  equal bits); ``linear8``: the same at 8 bits (INT8);
+- ``lowrank``: truncated SVD of every layer at a relative error budget, fine-tuned, then k-means
+  sharing, no pruning.
+
+Per row: compressed size and ratio (eiex's storage accounting, Huffman-coded), test error of the
+PyTorch model and of the integer image (the golden model, which the RTL equals bit for bit), and
+EIE cycles per inference from the cycle model over test digits. ``--quick`` runs every row on
+MNIST-5k with a few epochs (what the tests run).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: (key, what the row is, recipe tables over the model's recipe, trains its own dense model)
+ROWS = (
+    ("deep-compression", "Deep Compression: pruning + k-means + Huffman (baseline)", {}, True),
+    ("distill", "+ distillation from the dense model (T 4, alpha 0.9)", {"distill": {"teacher": "dense"}}, False),
+    ("l1-neurons", "L1 during dense training (1e-5) + pruning + neuron removal",
+     {"sparsity": {"l1": 1e-5, "remove_neurons": True}}, True),
+    ("ternary", "pruning + ternary (TWN), 2-bit codes", {"quantize": {"method": "ternary"}}, False),
+    ("pow2", "pruning + powers of two (INQ)", {"quantize": {"method": "pow2"}}, False),
+    ("linear", "pruning + linear levels at the baseline's bits", {"quantize": {"method": "linear"}}, False),
+    ("linear8", "pruning + linear 8-bit (INT8)", {"quantize": {"method": "linear"}}, False),
+    ("lowrank", "low-rank SVD (error budget 0.3) + k-means, no pruning", {"lowrank": {"error": 0.3}}, False),
+)
+#: the recipe tables that shorten every stage for ``--quick``
+QUICK_RECIPE = {"train": {"epochs": 3}, "prune": {"epochs": 1, "steps": 2, "sensitivity": [0.0, 0.5]},
+                "share": {"epochs": 1}, "quantize": {"epochs": 1}}
+PES = 8
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def row_recipe(key: str, tables: dict, model_layers, quick: bool) -> dict:
+    recipe = _merge(QUICK_RECIPE, tables) if quick else dict(tables)
+    if key == "linear8":
+        recipe["layers"] = {name: {"bits": 8} for name in model_layers}
+    return recipe
+
+
+def engine_figures(folder: Path, test_images: np.ndarray, test_labels: np.ndarray, digits: int, n_pe: int) -> dict:
+    """The row's EIE image: its golden-model test error and mean cycles per inference."""
+    from eiex.hw.eie.params import HwParams
+    from eiex.sim.benchmarks.throughput import eie_cycles
+    from eiex.sw.images.eie import arithmetic as golden
+    from eiex.sw.images.eie.export import export_model_folder
+
+    image = export_model_folder(folder, n_pe)
+    inputs = golden.quantize_input(image, test_images.reshape(len(test_images), -1))
+    outputs = golden.run(image, inputs)
+    cycles = eie_cycles(image, HwParams.for_image(image), inputs[:digits])
+    return {"image": image, "engine_error": float(np.mean(outputs.argmax(1) != test_labels)),
+            "idx_bits": image.engine.idx_bits, "eie_layers": len(image.layers), "cycles": cycles["cycles"],
+            "ideal_cycles": cycles["ideal_cycles"], "cycle_digits": min(digits, len(inputs))}
+
+
+def build_figures(image, part: str, out: Path, mac: str, log) -> dict:
+    """LUT4, DSP, block RAM and Fmax of the engine for ``image`` built with ``mac``."""
+    from eiex.sim.engines import get_engine
+    from eiex.sim.explore.evaluate import figures_of
+    from eiex.sim.tools.build import run_build
+    from eiex.sim.tools.parts import get_part
+
+    spec = get_engine("eie")
+    hw = spec.hardware(image, mac=mac)
+    started = time.perf_counter()
+    report = run_build(spec.component(hw), get_part(part), out, description={"engine": "eie", "hardware": repr(hw)},
+                       cycles=spec.throughput(image, hw), force=True, log=log)
+    return {**figures_of(report), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | None = "ecp5-85k", n_pe: int = PES,
+                digits: int = 1000, rows=None, log=print) -> dict:
+    """Every row of :data:`ROWS` (or the keys ``rows``) into ``out/<key>``; writes ``methods.json``
+    and ``methods.md`` and returns the former's content."""
+    from eiex.errors import EiexError
+    from eiex.sw.compress.pipeline import compress
+    from eiex.sw.data import load_dataset
+    from eiex.sw.models import build_model
+
+    chosen = [row for row in ROWS if rows is None or row[0] in rows]
+    unknown = set(rows or ()) - {row[0] for row in ROWS}
+    if unknown:
+        raise EiexError(f"unknown method row(s) {', '.join(sorted(unknown))}; known: {', '.join(r[0] for r in ROWS)}")
+    dataset = "mnist5k" if quick else "mnist"
+    test = load_dataset(dataset).test
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    layer_names = list(build_model("lenet300").layers())
+    dense_weights = None
+    results = []
+    started_all = time.perf_counter()
+    for key, what, tables, own_dense in chosen:
+        log(f"== {key}: {what}")
+        started = time.perf_counter()
+        result = compress("lenet300", dataset, seed=seed, recipe_path=row_recipe(key, tables, layer_names, quick),
+                          dense_weights=None if own_dense or dense_weights is None else dense_weights, log=log)
+        seconds = time.perf_counter() - started
+        folder = out / key
+        result.save(folder, force=True)
+        if key == "deep-compression":
+            dense_weights = folder / "dense.npz"
+        r = result.report
+        row = {"key": key, "method": what, "compressed_bytes": r["compressed_bytes"], "ratio": r["compression_ratio"],
+               "dense_error": 1 - r["dense_accuracy"], "error": 1 - r["compressed_accuracy"],
+               "kept_fraction": r["kept_fraction"], "methods": r["methods"], "seconds": round(seconds, 1),
+               "bits": {l["name"]: l["bits"] for l in r["layers"]}}
+        figures = engine_figures(folder, test.images, test.labels, digits, n_pe)
+        image = figures.pop("image")
+        row.update(figures)
+        if key == "pow2" and part is not None:
+            row["builds"] = {mac: build_figures(image, part, out / f"{key}-build-{mac}", mac, log)
+                             for mac in ("multiply", "shift")}
+        results.append(row)
+        log(f"{key}: {row['compressed_bytes']:,} bytes ({row['ratio']:.1f}x), error {row['error']:.2%} "
+            f"(image {row['engine_error']:.2%}), {row['cycles']:.0f} cycles at {n_pe} PEs, {seconds / 60:.1f} min")
+    summary = {"model": "lenet300", "dataset": dataset, "seed": seed, "pes": n_pe, "part": part, "quick": quick,
+               "rows": results, "seconds": round(time.perf_counter() - started_all, 1)}
+    (out / "methods.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "methods.md").write_text(markdown(summary))
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    """The comparison table (and the shift MAC's build figures when measured)."""
+    lines = [f"| method | compressed size | ratio | test error (PyTorch) | test error (EIE image) | EIE cycles per "
+             f"inference at {summary['pes']} PEs | weight bits |",
+             "|---|---|---|---|---|---|---|"]
+    for row in summary["rows"]:
+        bits = ", ".join(f"{n} {b}" for n, b in row["bits"].items())
+        lines.append(f"| {row['method']} | {row['compressed_bytes']:,} B | {row['ratio']:.1f}x | {row['error']:.2%} | "
+                     f"{row['engine_error']:.2%} | {row['cycles']:,.0f} | {bits} |")
+    for row in summary["rows"]:
+        if "builds" in row:
+            lines += ["", f"{row['key']} on the {summary['part']}, {summary['pes']} PEs:", "",
+                      "| MAC | LUT4 | DSP | block RAM | Fmax | build time |", "|---|---|---|---|---|---|"]
+            for mac, b in row["builds"].items():
+                fmax = f"{b['fmax_mhz']:.1f} MHz" if b.get("fmax_mhz") else "-"
+                lines.append(f"| {mac} | {b.get('luts')} | {b.get('dsps')} | {b.get('brams')} | {fmax} | "
+                             f"{b['seconds']:.0f} s |")
+    return "\n".join(lines) + "\n"

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from eiex.errors import EiexError
+from eiex.sw.compress.methods.arrays import real_weights, weight_mask
 from eiex.sw.compress.sharing import SharedLayer
 
 MIN_BITS, MAX_BITS = 2, 8
@@ -43,28 +44,6 @@ MIN_BITS, MAX_BITS = 2, 8
 FLOAT64_EXPONENTS = (-1074, 1023)
 #: exponents a float32 power of two can take (subnormals included)
 FLOAT32_EXPONENTS = (-149, 127)
-
-
-def _weights(w) -> np.ndarray:
-    w = np.asarray(w)
-    if w.size == 0:
-        raise EiexError("weights are empty")
-    if not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
-        raise EiexError(f"weights must be real numbers, not {w.dtype}")
-    if not np.all(np.isfinite(w)):
-        raise EiexError("weights contain NaN or infinite values")
-    return w
-
-
-def _mask(mask, shape, what: str = "mask") -> np.ndarray:
-    if mask is None:
-        return np.ones(shape, dtype=bool)
-    mask = np.asarray(mask)
-    if mask.dtype != np.bool_:
-        raise EiexError(f"{what} must be boolean, not {mask.dtype}")
-    if mask.shape != shape:
-        raise EiexError(f"{what} shape {mask.shape} does not match the weights' {shape}")
-    return mask
 
 
 def _check_bits(bits) -> int:
@@ -118,7 +97,7 @@ def quantize_pow2(w: np.ndarray, n1: int, n2: int) -> np.ndarray:
     Magnitudes at or above ``3/2 * 2**n1`` are clipped to ``2**n1`` (eq. 4 would give zero). The
     result has ``w``'s floating dtype (float64 for integer input).
     """
-    w = _weights(w)
+    w = real_weights(w)
     n1, n2 = _check_exponents(n1, n2)
     out_dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.float64
     w64 = w.astype(np.float64)
@@ -156,9 +135,9 @@ def inq_partition(w: np.ndarray, frozen: np.ndarray, mask: np.ndarray, fraction:
     frozen, that is ``ceil(fraction * survivors)`` of them. Equal magnitudes are taken in flat
     (C) order. ``frozen`` must lie within ``mask``; it is never shrunk.
     """
-    w = _weights(w)
-    frozen = _mask(frozen, w.shape, "frozen")
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    frozen = weight_mask(frozen, w.shape, "frozen")
+    mask = weight_mask(mask, w.shape)
     fraction = float(fraction)
     if not 0 < fraction <= 1:
         raise EiexError(f"INQ fraction must lie in (0, 1], not {fraction}")
@@ -183,8 +162,8 @@ def pow2_shared(w: np.ndarray, bits: int, mask: np.ndarray | None = None) -> Sha
     surviving weight is non-zero, every code and every codebook entry is 0.
     """
     bits = _check_bits(bits)
-    w = _weights(w)
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    mask = weight_mask(mask, w.shape)
     codes = np.zeros(w.shape, dtype=np.int64)
     codebook = np.zeros(2**bits, dtype=np.float32)
     magnitude = np.where(mask, np.abs(w.astype(np.float64)), 0.0)

@@ -19,31 +19,10 @@ import numpy as np
 import torch
 
 from eiex.errors import EiexError
+from eiex.sw.compress.methods.arrays import real_weights, weight_mask
 from eiex.sw.compress.sharing import SharedLayer
 
 MIN_BITS, MAX_BITS = 2, 12
-
-
-def _weights(w) -> np.ndarray:
-    w = np.asarray(w)
-    if w.size == 0:
-        raise EiexError("weights are empty")
-    if not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
-        raise EiexError(f"weights must be real numbers, not {w.dtype}")
-    if not np.all(np.isfinite(w)):
-        raise EiexError("weights contain NaN or infinite values")
-    return w
-
-
-def _mask(mask, shape) -> np.ndarray:
-    if mask is None:
-        return np.ones(shape, dtype=bool)
-    mask = np.asarray(mask)
-    if mask.dtype != np.bool_:
-        raise EiexError(f"mask must be boolean, not {mask.dtype}")
-    if mask.shape != shape:
-        raise EiexError(f"mask shape {mask.shape} does not match the weights' {shape}")
-    return mask
 
 
 def _check_bits(bits) -> int:
@@ -60,8 +39,8 @@ def _levels(bits: int) -> int:
 def linear_scale(w: np.ndarray, bits: int, mask: np.ndarray | None = None) -> float:
     """``s = max |w| / (2**(bits-1) - 1)`` over the surviving weights; 0.0 if they are all zero."""
     bits = _check_bits(bits)
-    w = _weights(w)
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    mask = weight_mask(mask, w.shape)
     max_abs = float(np.max(np.where(mask, np.abs(w.astype(np.float64)), 0.0)))
     return max_abs / _levels(bits)
 
@@ -69,8 +48,8 @@ def linear_scale(w: np.ndarray, bits: int, mask: np.ndarray | None = None) -> fl
 def linear_quantize(w: np.ndarray, bits: int, mask: np.ndarray | None = None) -> SharedLayer:
     """The layer as ``bits``-bit two's-complement codes of ``q`` into ``codebook[v] = signed(v) * s``."""
     bits = _check_bits(bits)
-    w = _weights(w)
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    mask = weight_mask(mask, w.shape)
     scale = linear_scale(w, bits, mask)
     if scale > 0 and np.float32(scale) == 0:
         raise EiexError(f"the quantization scale {scale:.3g} underflows float32")

@@ -22,38 +22,17 @@ import numpy as np
 import torch
 
 from eiex.errors import EiexError
+from eiex.sw.compress.methods.arrays import real_weights, weight_mask
 from eiex.sw.compress.sharing import SharedLayer
 
 #: TWN's threshold factor: delta = 0.7 * E(|W|)
 THRESHOLD_FACTOR = 0.7
 
 
-def _weights(w) -> np.ndarray:
-    w = np.asarray(w)
-    if w.size == 0:
-        raise EiexError("weights are empty")
-    if not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
-        raise EiexError(f"weights must be real numbers, not {w.dtype}")
-    if not np.all(np.isfinite(w)):
-        raise EiexError("weights contain NaN or infinite values")
-    return w
-
-
-def _mask(mask, shape) -> np.ndarray:
-    if mask is None:
-        return np.ones(shape, dtype=bool)
-    mask = np.asarray(mask)
-    if mask.dtype != np.bool_:
-        raise EiexError(f"mask must be boolean, not {mask.dtype}")
-    if mask.shape != shape:
-        raise EiexError(f"mask shape {mask.shape} does not match the weights' {shape}")
-    return mask
-
-
 def twn_threshold(w: np.ndarray, mask: np.ndarray | None = None) -> float:
     """TWN's threshold ``delta = 0.7 * mean(|w|)`` over the weights where ``mask`` is True."""
-    w = _weights(w)
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    mask = weight_mask(mask, w.shape)
     if not mask.any():
         raise EiexError("no weight survives the mask: the TWN threshold is undefined")
     return THRESHOLD_FACTOR * float(np.mean(np.abs(w[mask]), dtype=np.float64))
@@ -61,8 +40,8 @@ def twn_threshold(w: np.ndarray, mask: np.ndarray | None = None) -> float:
 
 def twn_scale(w: np.ndarray, delta: float, mask: np.ndarray | None = None) -> float:
     """TWN's scale: the mean ``|w_i|`` of the surviving weights with ``|w_i| > delta`` (0.0 if none)."""
-    w = _weights(w)
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    mask = weight_mask(mask, w.shape)
     delta = float(delta)
     if not np.isfinite(delta) or delta < 0:
         raise EiexError(f"TWN threshold must be a finite non-negative number, not {delta}")
@@ -73,8 +52,8 @@ def twn_scale(w: np.ndarray, delta: float, mask: np.ndarray | None = None) -> fl
 
 def ternarize(w: np.ndarray, mask: np.ndarray | None = None) -> SharedLayer:
     """The layer's ternary weights as 2-bit codes into ``[0, +alpha, -alpha, 0]``."""
-    w = _weights(w)
-    mask = _mask(mask, w.shape)
+    w = real_weights(w)
+    mask = weight_mask(mask, w.shape)
     delta = twn_threshold(w, mask)
     alpha = twn_scale(w, delta, mask)
     codes = np.zeros(w.shape, dtype=np.int64)

@@ -18,7 +18,8 @@ Each row compresses LeNet-300-100 one way on full MNIST (60,000 training digits,
 
 Per row: compressed size and ratio (eiex's storage accounting, Huffman-coded), test error of the
 PyTorch model and of the integer image (the golden model, which the RTL equals bit for bit), and
-EIE cycles per inference from the cycle model over test digits. ``--quick`` runs every row on
+EIE cycles per inference from the cycle model over test digits. Each row's image is kept in
+``out/<key>-image``. ``--quick`` runs every row on
 MNIST-5k with a few epochs (what the tests run).
 """
 
@@ -99,6 +100,7 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
     """Every row of :data:`ROWS` (or the keys ``rows``) into ``out/<key>``; writes ``methods.json``
     and ``methods.md`` and returns the former's content."""
     from eiex.errors import EiexError
+    from eiex.sim.engines import get_engine
     from eiex.sw.compress.pipeline import compress
     from eiex.sw.data import load_dataset
     from eiex.sw.models import build_model
@@ -133,6 +135,7 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
         figures = engine_figures(folder, test.images, test.labels, digits, n_pe)
         image = figures.pop("image")
         row.update(figures)
+        get_engine("eie").write_image(image, out / f"{key}-image", force=True)
         if key == "pow2" and part is not None:
             row["builds"] = {mac: build_figures(image, part, out / f"{key}-build-{mac}", mac, log)
                              for mac in ("multiply", "shift")}

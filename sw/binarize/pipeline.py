@@ -262,6 +262,9 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
     clock = StageClock()
     lap, seconds = clock.lap, clock.seconds
 
+    logits = None
+    if distill is not None and distill.teacher not in ("", "float"):  # a bad teacher is refused before training
+        logits = teacher_of(distill, train, dataset, None, log)
     seed_everything(seed)
     float_model = network.float_twin()
     image_shape = dataset.sample_shape[-2:] if len(dataset.sample_shape) >= 2 else None
@@ -270,13 +273,9 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
     log(f"float accuracy {float_accuracy:.2%} on {len(test.y)} held-out digits")
     lap("float")
 
-    loss = None
-    if distill is not None and distill.teacher:
-        logits = resolve_teacher(distill.teacher, student_x=train.x, raw_images=dataset.train.images,
-                                 n_classes=dataset.n_classes, own=float_model)
-        loss = Distillation(logits, distill.temperature, distill.alpha).loss
-        log(f"distilling from {distill.teacher} (T = {distill.temperature:g}, alpha = {distill.alpha:g}); the "
-            f"teacher is right on {float((logits.argmax(1) == train.y).float().mean()):.2%} of the training digits")
+    if distill is not None and distill.teacher == "float":
+        logits = teacher_of(distill, train, dataset, float_model, log)
+    loss = None if logits is None else Distillation(logits, distill.temperature, distill.alpha).loss
     seed_everything(seed)
     clip_latent_weights(trained)
     train_schedule(trained, train, binary_schedule, seed=seed, desc="binary",
@@ -328,6 +327,15 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
         "seconds": {**seconds, "total": sum(seconds.values())},
     }
     return BinarizeResult(report=report, arrays=arrays, model=model, float_model=float_model, seconds=seconds)
+
+
+def teacher_of(distill: Distill, train: Tensors, dataset: Dataset, float_model, log) -> torch.Tensor:
+    """The teacher's logits over the training digits (``float_model``: the float twin, if trained)."""
+    logits = resolve_teacher(distill.teacher, student_x=train.x, raw_images=dataset.train.images,
+                             n_classes=dataset.n_classes, own=float_model)
+    log(f"distilling from {distill.teacher} (T = {distill.temperature:g}, alpha = {distill.alpha:g}); the "
+        f"teacher is right on {float((logits.argmax(1) == train.y).float().mean()):.2%} of the training digits")
+    return logits
 
 
 def layer_details(model: BnnMlp | BnnCnv, arrays: dict[str, np.ndarray]) -> list[dict]:

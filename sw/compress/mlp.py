@@ -71,18 +71,23 @@ class SequentialMlp(CompressibleModel):
                 [l.bias.detach().numpy().astype(np.float64) for l in self.linears])
 
 
-def as_mlp(model: CompressibleModel, name: str, what: str) -> SequentialMlp:
-    """``model`` as a :class:`SequentialMlp` computing the same function; a model with anything
-    but linear layers and ReLUs is refused, naming ``what`` needed it."""
-    if isinstance(model, SequentialMlp):
-        return model
+def check_mlp(model: CompressibleModel, name: str, what: str) -> np.ndarray:
+    """The ReLU flags of ``model``'s layers; a model with anything but linear layers and ReLUs is
+    refused, naming ``what`` needed it."""
     ops = {entry["op"] for entry in model.architecture} - {"linear", "relu", "flatten", "dropout"}
     if ops:
         raise EiexError(f"{what} applies to fully connected networks; {name} has {', '.join(sorted(ops))}")
     try:
-        relu = relu_flags(model.architecture, name)
+        return relu_flags(model.architecture, name)
     except EiexError as e:
         raise EiexError(f"{what}: {e}") from None
+
+
+def as_mlp(model: CompressibleModel, name: str, what: str) -> SequentialMlp:
+    """``model`` as a :class:`SequentialMlp` computing the same function (:func:`check_mlp`)."""
+    if isinstance(model, SequentialMlp):
+        return model
+    relu = check_mlp(model, name, what)
     arrays = model.state_npz()
     n = len(model.layers())
     return SequentialMlp(list(model.layers()), [arrays[f"w{l}"] for l in range(n)],

@@ -28,7 +28,7 @@ from eiex.sw.compress.storage import FLOAT_BITS, ModelStorage, account_layer
 from eiex.sw.compress.methods.distill import Distillation
 from eiex.sw.compress.methods.lowrank import factorize, rank_for_error, saves_storage
 from eiex.sw.compress.methods.neurons import l1_penalty, remove_dead_neurons
-from eiex.sw.compress.mlp import SequentialMlp, as_mlp
+from eiex.sw.compress.mlp import SequentialMlp, as_mlp, check_mlp
 from eiex.sw.compress.quantize import quantize
 from eiex.sw.teacher import OWN_TEACHERS, resolve_teacher
 from eiex.sw.train import StageClock, Tensors, accuracy, fit, seed_everything
@@ -109,6 +109,10 @@ def compress(
     norm = InputNorm.fit(dataset.train.images)
     train, test = Tensors.of(dataset.train, norm), Tensors.of(dataset.test, norm)
     check_fits(model, model_name, dataset, test.x[:1])
+    if recipe.lowrank:
+        check_mlp(model, model_name, "low-rank factorization")
+    if recipe.sparsity.remove_neurons:
+        check_mlp(model, model_name, "neuron removal")
     clock = StageClock()
     lap, seconds = clock.lap, clock.seconds
 
@@ -251,6 +255,10 @@ def remove_neurons(model: CompressibleModel, model_name: str, masks: Masks):
     mlp = as_mlp(model, model_name, "neuron removal")
     weights, biases = mlp.arrays()
     compact = remove_dead_neurons(weights, biases, mlp.relu)
+    emptied = [name for name, w in zip(mlp.names, compact.weights) if 0 in w.shape]
+    if emptied:
+        raise EiexError(f"neuron removal: pruning left no connected neuron in {', '.join(emptied)}; lower its "
+                        "quality in the recipe")
     smaller = SequentialMlp(mlp.names, compact.weights, compact.biases, mlp.relu)
     layers = smaller.layers()
     masks = Masks(weight={n: l.weight.detach() != 0 for n, l in layers.items()},

@@ -1,0 +1,82 @@
+"""``eiex bench methods`` with every stage shortened to one epoch: the rows it writes (methods.json,
+methods.md, one image folder each) hold figures recomputed here from what it saved: the ternary
+row's 2-bit codes, its size below the baseline's, and each image's error from the golden model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eiex.sim.benchmarks import methods
+from eiex.sim.engines import get_engine
+from eiex.sw.compress import plots
+from eiex.sw.data import load_dataset
+from eiex.sw.images.eie import arithmetic as golden
+from eiex.sw.images.eie import export
+
+ROWS = ("deep-compression", "ternary")
+#: one epoch per stage, one pruning step, no sensitivity sweep (QUICK_RECIPE trains 3 epochs, 2 steps)
+ONE_EPOCH = {"train": {"epochs": 1}, "prune": {"epochs": 1, "steps": 1, "sensitivity": [0.0]}, "share": {"epochs": 1},
+             "quantize": {"epochs": 1}}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, one_torch_thread):
+    out = tmp_path_factory.mktemp("bench-methods")
+    calibration = export.calibration_images
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(methods, "QUICK_RECIPE", ONE_EPOCH)
+        # act_frac calibrated on 500 training digits rather than all 4,000: an eighth of the export's time
+        patch.setattr(export, "calibration_images", lambda dataset, limit=10_000: calibration(dataset, 500))
+        # the weight histograms of LeNet-300-100 (a third of a row's time) are not what this bench measures
+        patch.setattr(plots, "weight_distributions", lambda path, *args: path.write_bytes(b""))
+        summary = methods.run_methods(out, quick=True, rows=ROWS, part=None, digits=10, log=lambda *_: None)
+    return out, summary
+
+
+def test_methods_json_holds_one_row_per_method(bench):
+    out, summary = bench
+    assert json.loads((out / "methods.json").read_text()) == summary
+    assert [row["key"] for row in summary["rows"]] == list(ROWS)
+    assert summary["dataset"] == "mnist5k" and summary["quick"] and summary["part"] is None
+    for row in summary["rows"]:
+        report = json.loads((out / row["key"] / "report.json").read_text())
+        assert row["compressed_bytes"] == report["compressed_bytes"]
+        assert row["error"] == pytest.approx(1 - report["compressed_accuracy"])
+        assert report["recipe"]["train"]["epochs"] == 1 and report["recipe"]["prune"]["steps"] == 1
+        assert row["cycle_digits"] == 10 and row["cycles"] >= row["ideal_cycles"] > 0
+        assert (out / f"{row['key']}-image").is_dir()
+        assert "builds" not in row
+
+
+def test_the_markdown_table_has_a_line_per_row(bench):
+    out, summary = bench
+    lines = (out / "methods.md").read_text().splitlines()
+    body = [line for line in lines[2:] if line.startswith("|")]
+    assert len(body) == len(ROWS) and lines[1].startswith("|---")
+    for line, row in zip(body, summary["rows"]):
+        assert line.startswith(f"| {row['method']} | {row['compressed_bytes']:,} B |")
+
+
+def test_ternary_row_has_two_bit_codes_and_is_smaller_than_the_baseline(bench):
+    _, summary = bench
+    baseline, ternary = summary["rows"]
+    assert ternary["idx_bits"] == 2 and set(ternary["bits"].values()) == {2}
+    assert ternary["methods"]["quantize"] == "ternary" and baseline["methods"]["quantize"] == "kmeans"
+    assert ternary["compressed_bytes"] < baseline["compressed_bytes"]
+
+
+def test_the_ternary_row_starts_from_the_baselines_dense_model(bench):
+    out, _ = bench
+    baseline, ternary = (np.load(out / key / "dense.npz") for key in ROWS)
+    assert baseline.files and all(np.array_equal(baseline[k], ternary[k]) for k in baseline.files)
+
+
+def test_engine_error_is_the_saved_images_golden_error(bench):
+    out, summary = bench
+    test = load_dataset("mnist5k").test
+    for row in summary["rows"]:
+        image = get_engine("eie").load_image(out / f"{row['key']}-image")
+        outputs = golden.run(image, golden.quantize_input(image, test.images.reshape(len(test.images), -1)))
+        assert row["engine_error"] == float(np.mean(outputs.argmax(1) != test.labels))
+        assert abs(row["engine_error"] - row["error"]) < 0.05  # the integer image tracks the PyTorch model

@@ -1,20 +1,24 @@
 """Compression methods side by side on LeNet-300-100: size, error, and what the EIE engine makes of them.
 
 Each row compresses LeNet-300-100 one way on full MNIST (60,000 training digits, the official
-10,000 test digits held out) and exports the result to an EIE image at 8 PEs:
+10,000 test digits held out) and exports the result to an EIE image at 8 PEs. The rows share
+work: the baseline trains the one dense model and prunes it, and the other rows start from its
+dense weights or from its pruned weights (whose zeros they keep), so each row differs from the
+baseline in its method alone:
 
 - ``deep-compression``: pruning, trained k-means sharing, Huffman coding (the built-in recipe), the
-  baseline; its dense model is the starting point of every other row but ``l1-neurons``;
-- ``distill``: the same, retrained as the student of its own dense model (Hinton et al.);
-- ``l1-neurons``: dense training with an L1 penalty, pruning, then hidden neurons left without
-  inputs or outputs removed;
-- ``ternary``: pruning, then TWN's ``{-a, 0, +a}`` per layer (2-bit codes);
-- ``pow2``: pruning, then INQ's powers of two; the one row whose hardware changes: the engine is
-  built with the multiplier (``--mac multiply``) and with the shifter (``--mac shift``);
-- ``linear``: pruning, then uniform levels at the baseline's bits per layer (k-means vs linear at
-  equal bits); ``linear8``: the same at 8 bits (INT8);
-- ``lowrank``: truncated SVD of every layer at a relative error budget, fine-tuned, then k-means
-  sharing, no pruning.
+  baseline;
+- ``distill``: from the dense weights, pruning's retraining as the student of the dense model
+  (Hinton et al.);
+- ``l1-neurons``: from the dense weights, pruning with an L1 penalty in its retraining, then hidden
+  neurons left without inputs or outputs removed;
+- ``ternary``: from the pruned weights, TWN's ``{-a, 0, +a}`` per layer (2-bit codes);
+- ``pow2``: from the pruned weights, INQ's powers of two; the one row whose hardware changes: the
+  engine is built with the multiplier (``--mac multiply``) and with the shifter (``--mac shift``);
+- ``linear``: from the pruned weights, uniform levels at the baseline's bits per layer (k-means vs
+  linear at equal bits); ``linear8``: the same at 8 bits (INT8);
+- ``lowrank``: from the dense weights, truncated SVD of every layer at a relative error budget,
+  fine-tuned, then k-means sharing, no pruning.
 
 Per row: compressed size and ratio (eiex's storage accounting, Huffman-coded), test error of the
 PyTorch model and of the integer image (the golden model, which the RTL equals bit for bit), and
@@ -31,17 +35,24 @@ from pathlib import Path
 
 import numpy as np
 
-#: (key, what the row is, recipe tables over the model's recipe, trains its own dense model)
+#: where a row starts: its own dense training, the baseline's dense weights, or the baseline's
+#: pruned (and retrained) weights, whose zeros are kept and not retrained further
+OWN_DENSE, BASELINE_DENSE, BASELINE_PRUNED = "own dense", "baseline dense", "baseline pruned"
+#: the recipe tables that start from already pruned weights: their zeros stay, nothing else goes
+KEEP_PRUNED = {"prune": {"steps": 1, "epochs": 0}}
+#: (key, what the row is, recipe tables over the model's recipe, where it starts)
 ROWS = (
-    ("deep-compression", "Deep Compression: pruning + k-means + Huffman (baseline)", {}, True),
-    ("distill", "+ distillation from the dense model (T 4, alpha 0.9)", {"distill": {"teacher": "dense"}}, False),
-    ("l1-neurons", "L1 during dense training (1e-5) + pruning + neuron removal",
-     {"sparsity": {"l1": 1e-5, "remove_neurons": True}}, True),
-    ("ternary", "pruning + ternary (TWN), 2-bit codes", {"quantize": {"method": "ternary"}}, False),
-    ("pow2", "pruning + powers of two (INQ)", {"quantize": {"method": "pow2"}}, False),
-    ("linear", "pruning + linear levels at the baseline's bits", {"quantize": {"method": "linear"}}, False),
-    ("linear8", "pruning + linear 8-bit (INT8)", {"quantize": {"method": "linear"}}, False),
-    ("lowrank", "low-rank SVD (error budget 0.3) + k-means, no pruning", {"lowrank": {"error": 0.3}}, False),
+    ("deep-compression", "Deep Compression: pruning + k-means + Huffman (baseline)", {}, OWN_DENSE),
+    ("distill", "+ distillation from the dense model in pruning's retraining (T 4, alpha 0.9)",
+     {"distill": {"teacher": "dense"}}, BASELINE_DENSE),
+    ("l1-neurons", "pruning with an L1 penalty (1e-5) in its retraining + neuron removal + k-means",
+     {"sparsity": {"l1": 1e-5, "remove_neurons": True}}, BASELINE_DENSE),
+    ("ternary", "pruning + ternary (TWN), 2-bit codes", {"quantize": {"method": "ternary"}}, BASELINE_PRUNED),
+    ("pow2", "pruning + powers of two (INQ)", {"quantize": {"method": "pow2"}}, BASELINE_PRUNED),
+    ("linear", "pruning + linear levels at the baseline's bits", {"quantize": {"method": "linear"}}, BASELINE_PRUNED),
+    ("linear8", "pruning + linear 8-bit (INT8)", {"quantize": {"method": "linear"}}, BASELINE_PRUNED),
+    ("lowrank", "low-rank SVD (error budget 0.3), 4 epochs of fine-tuning + k-means, no pruning",
+     {"lowrank": {"error": 0.3}, "prune": {"steps": 1, "epochs": 4}}, BASELINE_DENSE),
 )
 #: the recipe tables that shorten every stage for ``--quick``
 QUICK_RECIPE = {"train": {"epochs": 3}, "prune": {"epochs": 1, "steps": 2, "sensitivity": [0.0, 0.5]},
@@ -57,10 +68,16 @@ def _merge(base: dict, over: dict) -> dict:
     return merged
 
 
-def row_recipe(key: str, tables: dict, model_layers, quick: bool) -> dict:
+def row_recipe(key: str, tables: dict, start: str, model_layers, quick: bool) -> dict:
     recipe = _merge(QUICK_RECIPE, tables) if quick else dict(tables)
+    layers = {name: {} for name in model_layers}
+    if start == BASELINE_PRUNED:
+        recipe = _merge(recipe, KEEP_PRUNED)
+        layers = {name: {"quality": 0.0} for name in model_layers}
     if key == "linear8":
-        recipe["layers"] = {name: {"bits": 8} for name in model_layers}
+        layers = {name: {**table, "bits": 8} for name, table in layers.items()}
+    if any(layers.values()):
+        recipe["layers"] = layers
     return recipe
 
 
@@ -114,21 +131,24 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layer_names = list(build_model("lenet300").layers())
-    dense_weights = None
+    starts = {OWN_DENSE: None}
     results = []
     started_all = time.perf_counter()
-    for key, what, tables, own_dense in chosen:
+    for key, what, tables, start in chosen:
+        if start not in starts:
+            raise EiexError(f"method row {key} starts from the {start} weights: run the deep-compression row with it")
         log(f"== {key}: {what}")
         started = time.perf_counter()
-        result = compress("lenet300", dataset, seed=seed, recipe_path=row_recipe(key, tables, layer_names, quick),
-                          dense_weights=None if own_dense or dense_weights is None else dense_weights, log=log)
+        result = compress("lenet300", dataset, seed=seed, recipe_path=row_recipe(key, tables, start, layer_names, quick),
+                          dense_weights=starts[start], log=log)
         seconds = time.perf_counter() - started
         folder = out / key
         result.save(folder, force=True)
         if key == "deep-compression":
-            dense_weights = folder / "dense.npz"
+            np.savez(out / "baseline-pruned.npz", **result.pruned)
+            starts.update({BASELINE_DENSE: folder / "dense.npz", BASELINE_PRUNED: out / "baseline-pruned.npz"})
         r = result.report
-        row = {"key": key, "method": what, "compressed_bytes": r["compressed_bytes"], "ratio": r["compression_ratio"],
+        row = {"key": key, "method": what, "start": start, "compressed_bytes": r["compressed_bytes"], "ratio": r["compression_ratio"],
                "dense_error": 1 - r["dense_accuracy"], "error": 1 - r["compressed_accuracy"],
                "kept_fraction": r["kept_fraction"], "methods": r["methods"], "seconds": round(seconds, 1),
                "bits": {l["name"]: l["bits"] for l in r["layers"]}}

@@ -49,6 +49,8 @@ class CompressResult:
     methods: dict = field(default_factory=dict)
     #: each layer's weights as pruning started (for the plots)
     before_pruning: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the pruned (and retrained) weights before quantization, ``w0, b0, ...`` (not written to disk)
+    pruned: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, out: str | Path, force: bool = False) -> Path:
         """Write the output folder ``eiex compress`` writes, whole or not at all."""
@@ -153,7 +155,7 @@ def compress(
         masks = filter_prune(model, filters, masks)
     masks = iterative_prune(
         model, {n: l.quality for n, l in recipe.layers.items()}, train, recipe.prune,
-        steps=recipe.prune_steps, seed=seed, masks=masks, loss=loss,
+        steps=recipe.prune_steps, seed=seed, masks=masks, loss=loss, penalty=l1_penalty_of(model, recipe),
     )
     check_finite(model, "pruning")
     removed = {}
@@ -161,6 +163,7 @@ def compress(
         model, masks, removed = remove_neurons(model, model_name, masks)
         log("neurons removed: " + ", ".join(f"{n} {k}" for n, k in removed.items()))
     pruned_accuracy = accuracy(model, test)
+    pruned = model.state_npz()
     kept = masks.kept_fraction()
     log(f"pruned accuracy {pruned_accuracy:.2%}, kept " + ", ".join(f"{n} {k:.1%}" for n, k in kept.items()))
     lap("prune")
@@ -191,7 +194,7 @@ def compress(
 
     result = CompressResult(
         report={}, dense=dense, compressed=compressed, shared=shared, storage=storage,
-        sensitivity=curves, recipe=recipe, seconds=seconds, before_pruning=before_pruning,
+        sensitivity=curves, recipe=recipe, seconds=seconds, before_pruning=before_pruning, pruned=pruned,
         methods={"quantize": recipe.quantizer, "distill": vars(recipe.distill) if recipe.distill.teacher else None,
                  "l1": recipe.sparsity.l1, "neurons_removed": removed, "lowrank_ranks": ranks,
                  "dense_architecture": dense_architecture},

@@ -67,13 +67,13 @@ def threshold_masks(model: CompressibleModel, thresholds: dict[str, float], mask
 
 
 def retrain(model: CompressibleModel, masks: Masks, data: Tensors, config: TrainConfig, *, seed: int, desc: str,
-            loss=None) -> None:
+            loss=None, penalty=None) -> None:
     masks.apply(model)
     fit(
         model, data, config, seed=seed, desc=desc,
         before_step=lambda: masks.mask_gradients(model),
         after_step=lambda: masks.apply(model),
-        loss=loss,
+        loss=loss, penalty=penalty,
     )
 
 
@@ -87,11 +87,12 @@ def iterative_prune(
     seed: int,
     masks: Masks | None = None,
     loss=None,
+    penalty=None,
 ) -> Masks:
     """Han's schedule: step ``s`` of ``steps`` prunes at ``s / steps * quality * std`` and retrains.
 
     The standard deviations are taken once, from the weights as they stand when pruning starts.
-    ``loss`` replaces retraining's cross-entropy (:func:`eiex.sw.train.fit`).
+    ``loss`` replaces retraining's cross-entropy and ``penalty`` is added to it (:func:`eiex.sw.train.fit`).
     """
     if steps < 1:
         raise EiexError(f"prune steps must be a positive integer, not {steps}")
@@ -100,7 +101,8 @@ def iterative_prune(
     for step in range(1, steps + 1):
         thresholds = {n: step / steps * q * std[n] for n, q in quality.items()}
         masks = threshold_masks(model, thresholds, masks)
-        retrain(model, masks, data, config, seed=seed + step, desc=f"prune {step}/{steps}", loss=loss)
+        retrain(model, masks, data, config, seed=seed + step, desc=f"prune {step}/{steps}", loss=loss,
+                penalty=penalty)
     return masks
 
 

@@ -66,10 +66,14 @@ def test_ternary_row_has_two_bit_codes_and_is_smaller_than_the_baseline(bench):
     assert ternary["compressed_bytes"] < baseline["compressed_bytes"]
 
 
-def test_the_ternary_row_starts_from_the_baselines_dense_model(bench):
+def test_the_ternary_row_starts_from_the_baselines_pruned_weights_and_keeps_their_zeros(bench):
     out, _ = bench
-    baseline, ternary = (np.load(out / key / "dense.npz") for key in ROWS)
-    assert baseline.files and all(np.array_equal(baseline[k], ternary[k]) for k in baseline.files)
+    pruned = np.load(out / "baseline-pruned.npz")
+    ternary_start, ternary = (np.load(out / "ternary" / f"{kind}.npz") for kind in ("dense", "compressed"))
+    assert pruned.files and all(np.array_equal(pruned[k], ternary_start[k]) for k in pruned.files)
+    for k in pruned.files:
+        if k.startswith("w"):  # quantization may zero more weights, never revive a pruned one
+            assert not np.any((pruned[k] == 0) & (ternary[k] != 0))
 
 
 def test_engine_error_is_the_saved_images_golden_error(bench):

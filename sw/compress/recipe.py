@@ -203,19 +203,18 @@ class _Reader:
 
     def train(self, defaults: TrainConfig | None = None) -> TrainConfig:
         """A training stage; with ``defaults``, every key may be left out."""
-        def given(key, read, default):
+        def given(key, read):
             if defaults is not None and key not in self.table:
                 self.used.add(key)
-                return default
+                return getattr(defaults, key)
             return read()
 
-        d = defaults
         return TrainConfig(
-            epochs=given("epochs", lambda: self.integer("epochs", 0), d and d.epochs),
-            lr=given("lr", lambda: self.number("lr", 0, lo_open=True), d and d.lr),
-            batch_size=given("batch_size", lambda: self.integer("batch_size", 1), d and d.batch_size),
-            weight_decay=given("weight_decay", lambda: self.number("weight_decay", 0), d and d.weight_decay),
-            schedule=self.choice("schedule", LR_SCHEDULES, default=d.schedule if d else "constant"),
+            epochs=given("epochs", lambda: self.integer("epochs", 0)),
+            lr=given("lr", lambda: self.number("lr", 0, lo_open=True)),
+            batch_size=given("batch_size", lambda: self.integer("batch_size", 1)),
+            weight_decay=given("weight_decay", lambda: self.number("weight_decay", 0)),
+            schedule=self.choice("schedule", LR_SCHEDULES, default=defaults.schedule if defaults else "constant"),
         )
 
     def done(self):

@@ -66,14 +66,15 @@ def _report(folder: Path) -> dict:
         raise EiexError(f"teacher {folder}: cannot read report.json ({e})") from None
 
 
-def folder_logits(folder: Path, raw_images: np.ndarray) -> torch.Tensor:
-    """Logits of a ``compress`` or ``binarize`` output folder's network on raw images."""
+def folder_teacher(folder: Path, sample_shape: tuple[int, ...]):
+    """A ``compress`` or ``binarize`` output folder's network as a function of raw samples
+    (a tensor ``(n, *sample_shape)`` or ``(n, values)``) to float32 logits."""
     report = _report(folder)
     if (folder / "binary.npz").is_file():
         from eiex.sw.binarize.thresholds import run_folded
 
-        scores = run_folded(read_npz(folder / "binary.npz"), raw_images)
-        return torch.from_numpy(np.asarray(scores, dtype=np.float32))
+        arrays = read_npz(folder / "binary.npz")
+        return lambda x: torch.from_numpy(np.asarray(run_folded(arrays, x.detach().numpy()), dtype=np.float32))
     if not (folder / "dense.npz").is_file():
         raise EiexError(f"teacher {folder} holds neither dense.npz (compress) nor binary.npz (binarize)")
     name = report.get("model")
@@ -88,10 +89,20 @@ def folder_logits(folder: Path, raw_images: np.ndarray) -> torch.Tensor:
         norm = InputNorm(**report["input"])
     except (KeyError, TypeError):
         raise EiexError(f"teacher {folder}: report.json lacks its input normalization") from None
-    x = torch.from_numpy(norm.apply(raw_images))
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    return _checked(teacher_logits(model, x), str(folder))
+    # as compress feeds it: normalized, single-channel images with their channel axis
+    shape = (1, *sample_shape) if len(sample_shape) == 2 else tuple(sample_shape)
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        x = ((x.to(torch.float64) * norm.pixel_scale - norm.mean) / norm.std).to(torch.float32)
+        return _checked(teacher_logits(model, x.reshape(len(x), *shape)), str(folder))
+
+    return logits
+
+
+def folder_logits(folder: Path, raw_images: np.ndarray) -> torch.Tensor:
+    """Logits of a ``compress`` or ``binarize`` output folder's network on raw images."""
+    raw = np.asarray(raw_images)
+    return folder_teacher(folder, raw.shape[1:])(torch.from_numpy(raw))
 
 
 def _checked(logits: torch.Tensor, source: str) -> torch.Tensor:
@@ -100,21 +111,33 @@ def _checked(logits: torch.Tensor, source: str) -> torch.Tensor:
     return logits
 
 
+def _is_folder_teacher(spec: str) -> bool:
+    return spec not in OWN_TEACHERS and not is_model_file(spec) and Path(spec).is_dir()
+
+
+def teacher_function(spec: str, *, sample_shape: tuple[int, ...], own: nn.Module | None = None):
+    """The teacher as a function of the student's inputs to logits: a model is fed the student's
+    tensors, an output folder raw samples of ``sample_shape`` (so, in ``binarize``, both are the
+    raw pixels the student reads, shifted or not)."""
+    if spec in OWN_TEACHERS:
+        if own is None:
+            raise EiexError(f"teacher {spec!r} is this run's own model, which is not trained yet at this stage")
+        return lambda x: _checked(teacher_logits(own, x), spec)
+    if is_model_file(spec):
+        model = load_model_function(spec)
+        return lambda x: _checked(teacher_logits(model, x), spec)
+    if _is_folder_teacher(spec):
+        return folder_teacher(Path(spec), sample_shape)
+    raise EiexError(f"teacher {spec!r} is neither {' nor '.join(OWN_TEACHERS)}, FILE.py:FUNCTION nor an output folder")
+
+
 def resolve_teacher(spec: str, *, student_x: torch.Tensor, raw_images: np.ndarray, n_classes: int,
                     own: nn.Module | None = None) -> torch.Tensor:
     """The teacher's logits for every training sample (``student_x`` and ``raw_images`` are the
     same samples in the student's and in raw form); ``own`` is the run's own model."""
-    if spec in OWN_TEACHERS:
-        if own is None:
-            raise EiexError(f"teacher {spec!r} is this run's own model, which is not trained yet at this stage")
-        logits = _checked(teacher_logits(own, student_x), spec)
-    elif is_model_file(spec):
-        logits = _checked(teacher_logits(load_model_function(spec), student_x), spec)
-    elif Path(spec).is_dir():
-        logits = folder_logits(Path(spec), raw_images)
-    else:
-        raise EiexError(f"teacher {spec!r} is neither {' nor '.join(OWN_TEACHERS)}, FILE.py:FUNCTION nor an output "
-                        "folder")
+    raw = np.asarray(raw_images)
+    teacher = teacher_function(spec, sample_shape=raw.shape[1:], own=own)
+    logits = teacher(torch.from_numpy(raw)) if _is_folder_teacher(spec) else teacher(student_x)
     if len(logits) != len(student_x):
         raise EiexError(f"teacher {spec} gave {len(logits)} rows of logits for {len(student_x)} training samples")
     if logits.shape[1] < n_classes:

@@ -89,7 +89,7 @@ def fit(
     after_step: Callable[[], None] | None = None,
     desc: str = "train",
     image_shape: tuple[int, int] | None = None,
-    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     penalty: Callable[[], torch.Tensor] | None = None,
 ) -> None:
     """Adam with cross-entropy over shuffled mini-batches.
@@ -97,9 +97,10 @@ def fit(
     ``params`` are the tensors to optimise (default: all of the model's). ``before_step`` runs
     after the backward pass (to mask or redirect gradients), ``after_step`` after each update
     (to re-impose masks or shared values). ``image_shape`` ``(H, W)``: what the samples' trailing
-    values are, for ``config.shift``. ``loss(logits, labels, batch)`` replaces cross-entropy
-    (``batch`` holds the samples' indexes, for a distillation teacher's logits); ``penalty()`` is
-    added to every batch's loss (a sparsity regularizer).
+    values are, for ``config.shift``. ``loss(logits, labels, batch, x)`` replaces cross-entropy
+    (``batch`` holds the samples' indexes and ``x`` the inputs as the model saw them, shifted or
+    not, for a distillation teacher); ``penalty()`` is added to every batch's loss (a sparsity
+    regularizer).
     """
     if config.shift and image_shape is None:
         raise EiexError(f"{desc}: shift needs images; these samples have no (H, W) shape")
@@ -123,7 +124,7 @@ def fit(
             if config.shift:
                 x = random_shifts(x, image_shape, config.shift, generator)
             logits = model(x)
-            value = loss_fn(logits, data.y[batch]) if loss is None else loss(logits, data.y[batch], batch)
+            value = loss_fn(logits, data.y[batch]) if loss is None else loss(logits, data.y[batch], batch, x)
             if penalty is not None:
                 value = value + penalty()
             if not math.isfinite(value.item()):

@@ -44,12 +44,30 @@ def add_parser(sub) -> None:
     p.add_argument("--digits", type=int, default=1000, help="test digits the cycle model averages over (default 1000)")
     add_output(p, default=Path("out/bench-methods"), required=False)
     p.set_defaults(func=run_methods)
+    p = benches.add_parser("distill", help="bnn-mlp on MNIST-5k with and without knowledge distillation, on the digits "
+                           "as they are and randomly shifted: the gap to the float twin (about 20 minutes)")
+    p.add_argument("--teachers", type=lambda text: tuple(text.split(",")), default=("float",),
+                   help="comma-separated teachers: float (the float twin), FILE.py:FUNCTION or output folders "
+                        "(default float)")
+    p.add_argument("--temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    p.add_argument("--alpha", type=float, default=0.9, help="weight of the teacher's term (default 0.9)")
+    add_output(p, default=Path("out/bench-distill"), required=False)
+    p.set_defaults(func=run_distill)
     p = benches.add_parser("explore", help="an eiex explore sweep at several Dask worker counts (fresh caches), "
                            "then from the cache: wall times, speed-up, per-point cost, larger sweeps estimated")
     add_explore_options(p)
     p.add_argument("--workers", type=int_list, default=[1, 2], help="worker counts to run (default 1,2)")
     add_output(p, default=Path("out/bench-explore"), required=False)
     p.set_defaults(func=run_explore)
+
+
+def run_distill(args) -> int:
+    """``eiex bench distill``: how much of the binarized MLP's gap distillation closes."""
+    from eiex.sim.benchmarks.distill import run_distillation
+
+    run_distillation(args.out, teachers=args.teachers, temperature=args.temperature, alpha=args.alpha, log=log)
+    print((args.out / "distill.md").read_text(), end="")
+    return 0
 
 
 def run_methods(args) -> int:

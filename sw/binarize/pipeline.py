@@ -27,8 +27,8 @@ from eiex.sw.images.xnor.export import read_folded
 from eiex.sw.data import Dataset, Split, load_dataset
 from eiex.sw.binarize.user_model import binary_structure
 from eiex.sw.user_model import is_model_file, load_model_function
-from eiex.sw.compress.methods.distill import Distillation
-from eiex.sw.teacher import Distill, resolve_teacher
+from eiex.sw.compress.methods.distill import Distillation, LiveDistillation
+from eiex.sw.teacher import Distill, resolve_teacher, teacher_function
 from eiex.sw.train import StageClock, Tensors, TrainConfig, accuracy, fit, predict, seed_everything
 
 # Float reductions split across threads round differently, so the trained network depends on the
@@ -262,9 +262,10 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
     clock = StageClock()
     lap, seconds = clock.lap, clock.seconds
 
-    logits = None
+    live = any(config.shift for config in binary_schedule)  # shifted digits: the teacher must see them too
+    teacher = None
     if distill is not None and distill.teacher not in ("", "float"):  # a bad teacher is refused before training
-        logits = teacher_of(distill, train, dataset, None, log)
+        teacher = teacher_of(distill, train, dataset, None, live, log)
     seed_everything(seed)
     float_model = network.float_twin()
     image_shape = dataset.sample_shape[-2:] if len(dataset.sample_shape) >= 2 else None
@@ -274,8 +275,8 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
     lap("float")
 
     if distill is not None and distill.teacher == "float":
-        logits = teacher_of(distill, train, dataset, float_model, log)
-    loss = None if logits is None else Distillation(logits, distill.temperature, distill.alpha).loss
+        teacher = teacher_of(distill, train, dataset, float_model, live, log)
+    loss = None if teacher is None else teacher.loss
     seed_everything(seed)
     clip_latent_weights(trained)
     train_schedule(trained, train, binary_schedule, seed=seed, desc="binary",
@@ -329,13 +330,19 @@ def _binarize(model_name, dataset_name, data_dir, seed, mode, hidden, channels, 
     return BinarizeResult(report=report, arrays=arrays, model=model, float_model=float_model, seconds=seconds)
 
 
-def teacher_of(distill: Distill, train: Tensors, dataset: Dataset, float_model, log) -> torch.Tensor:
-    """The teacher's logits over the training digits (``float_model``: the float twin, if trained)."""
+def teacher_of(distill: Distill, train: Tensors, dataset: Dataset, float_model, live: bool, log):
+    """The distillation of the binarized network (``float_model``: the float twin, if trained):
+    the teacher's logits computed once over the training digits, or with ``live`` (training on
+    shifted digits) asked about every batch as the student sees it."""
     logits = resolve_teacher(distill.teacher, student_x=train.x, raw_images=dataset.train.images,
                              n_classes=dataset.n_classes, own=float_model)
-    log(f"distilling from {distill.teacher} (T = {distill.temperature:g}, alpha = {distill.alpha:g}); the "
-        f"teacher is right on {float((logits.argmax(1) == train.y).float().mean()):.2%} of the training digits")
-    return logits
+    log(f"distilling from {distill.teacher} (T = {distill.temperature:g}, alpha = {distill.alpha:g}"
+        f"{', on every shifted batch' if live else ''}); the teacher is right on "
+        f"{float((logits.argmax(1) == train.y).float().mean()):.2%} of the training digits")
+    if live:
+        teacher = teacher_function(distill.teacher, sample_shape=dataset.sample_shape, own=float_model)
+        return LiveDistillation(teacher, distill.temperature, distill.alpha)
+    return Distillation(logits, distill.temperature, distill.alpha)
 
 
 def layer_details(model: BnnMlp | BnnCnv, arrays: dict[str, np.ndarray]) -> list[dict]:

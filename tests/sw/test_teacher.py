@@ -14,10 +14,10 @@ from torch import nn
 import eiex
 from eiex.errors import EiexError
 from eiex.sw.binarize.pipeline import binarize
-from eiex.sw.compress.methods.distill import Distillation
+from eiex.sw.compress.methods.distill import Distillation, LiveDistillation
 from eiex.sw.data import InputNorm, dataset_from_arrays, load_dataset
 from eiex.sw.npz import read_npz
-from eiex.sw.teacher import Distill, resolve_teacher
+from eiex.sw.teacher import Distill, resolve_teacher, teacher_function
 from eiex.sw.train import Tensors, TrainConfig, fit
 from eiex.sw.user_model import load_model_function
 
@@ -141,7 +141,7 @@ def test_the_loss_gets_each_batchs_own_teacher_rows():
     seen = []
     distill = Distillation(TEACHER_LOGITS, 1.0, 1.0)
 
-    def loss(logits, labels, batch):
+    def loss(logits, labels, batch, inputs):
         seen.append(batch.clone())
         expected = nn.functional.kl_div(logits.log_softmax(1), TEACHER_LOGITS[batch].softmax(1), reduction="batchmean")
         value = distill.loss(logits, labels, batch)
@@ -301,3 +301,51 @@ def test_compress_refuses_a_missing_teacher_before_training(flat, tmp_path, monk
 def test_distill_settings_are_checked(kwargs, message):
     with pytest.raises(EiexError, match=message):
         Distill("float", **kwargs)
+
+
+# ---- live distillation: the teacher sees each (shifted) batch as the student does ------------------
+
+
+def test_a_live_teacher_on_unshifted_batches_trains_exactly_as_precomputed_logits():
+    """With no shift the batches are the samples themselves: asking the teacher per batch gives the
+    same loss, so the same weights, as logits computed once."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 20, generator=g)
+    teacher = nn.Linear(20, 4)
+    with torch.no_grad():
+        logits = teacher(x)
+
+    def run(distillation):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
+        data = Tensors(x, torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(1)))
+        fit(model, data, TrainConfig(epochs=2, lr=1e-2, batch_size=32), seed=0, loss=distillation.loss)
+        return [p.detach() for p in model.parameters()]
+
+    live = run(LiveDistillation(teacher, 2.0, 0.7))
+    once = run(Distillation(logits, 2.0, 0.7))
+    assert all(torch.equal(a, b) for a, b in zip(live, once))
+
+
+def test_a_live_teacher_sees_the_shifted_digits(teacher_folder, student_data):
+    """The folder teacher as a function of raw samples: on a shifted batch it answers for the
+    shifted digits, exactly as its precomputed logits of those shifted digits."""
+    from eiex.sw.train import random_shifts
+
+    _, raw, _ = student_data
+    teacher = teacher_function(str(teacher_folder), sample_shape=raw.shape[1:])
+    shifted = random_shifts(torch.from_numpy(raw[:50].astype(np.float32)), (28, 28), 2, torch.Generator().manual_seed(0))
+    expected = resolve_teacher(str(teacher_folder), student_x=shifted, raw_images=shifted.numpy(), n_classes=10)
+    torch.testing.assert_close(teacher(shifted), expected)
+    assert not torch.allclose(teacher(shifted), teacher(torch.from_numpy(raw[:50])))
+
+
+def test_binarize_on_shifted_digits_asks_the_teacher_every_batch(digits):
+    (x, y), (tx, ty) = digits
+    data = dataset_from_arrays({"x_train": x, "y_train": y, "x_test": tx, "y_test": ty}, "arrays")
+    messages = []
+    binarize("bnn-mlp", data, hidden=(32,), threads=1, dropout=(0.0, 0.0),
+             binary_schedule=(TrainConfig(epochs=1, lr=1e-2, batch_size=100, shift=2),),
+             float_schedule=(TrainConfig(epochs=1, lr=1e-3, batch_size=100),), distill=Distill("float"),
+             log=messages.append)
+    assert any("on every shifted batch" in m for m in messages)

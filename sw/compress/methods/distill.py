@@ -85,9 +85,43 @@ class Distillation:
         _check_temperature(self.temperature)
         _check_alpha(self.alpha)
 
-    def loss(self, student_logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def loss(self, student_logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+             inputs: torch.Tensor | None = None) -> torch.Tensor:
         """The distillation loss of a batch whose samples are ``index`` into the training set."""
         return distillation_loss(student_logits, self.logits[index], labels, self.temperature, self.alpha)
+
+
+@dataclass(frozen=True)
+class LiveDistillation:
+    """A teacher asked about every batch as the student sees it: for training on augmented
+    samples (randomly shifted digits), where logits computed once would describe other inputs.
+
+    Attributes
+    ----------
+    teacher : callable
+        Student inputs ``(batch, ...)`` to ``(batch, classes)`` logits.
+    temperature, alpha : float
+        As in :class:`Distillation`.
+    """
+
+    teacher: object
+    temperature: float
+    alpha: float
+
+    def __post_init__(self):
+        if not callable(self.teacher):
+            raise EiexError("a live distillation teacher must map a batch of inputs to logits")
+        _check_temperature(self.temperature)
+        _check_alpha(self.alpha)
+
+    def loss(self, student_logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+             inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The distillation loss of a batch, the teacher's logits taken on the batch's ``inputs``."""
+        if inputs is None:
+            raise EiexError("live distillation needs the batch's inputs")
+        with torch.no_grad():
+            logits = self.teacher(inputs)
+        return distillation_loss(student_logits, logits, labels, self.temperature, self.alpha)
 
 
 def teacher_logits(model: torch.nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:

@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
                         "'none' skips the builds)")
     p.add_argument("--pes", type=int, default=8, help="EIE processing elements (default 8)")
     p.add_argument("--digits", type=int, default=1000, help="test digits the cycle model averages over (default 1000)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows an earlier run into the same --out finished (and its compress outputs)")
     add_output(p, default=Path("out/bench-methods"), required=False)
     p.set_defaults(func=run_methods)
     p = benches.add_parser("distill", help="bnn-mlp on MNIST-5k with and without knowledge distillation, on the digits "
@@ -77,7 +79,7 @@ def run_methods(args) -> int:
     if args.pes < 1 or args.digits < 1:
         raise EiexError("--pes and --digits must be positive")
     summary = bench(args.out, quick=args.quick, part=None if args.part == "none" else args.part, n_pe=args.pes,
-                    digits=args.digits, rows=args.rows, log=log)
+                    digits=args.digits, rows=args.rows, resume=args.resume, log=log)
     print((args.out / "methods.md").read_text(), end="")
     print(f"{len(summary['rows'])} rows in {summary['seconds'] / 60:.1f} min; methods.json and methods.md in {args.out}/")
     return 0

@@ -112,10 +112,20 @@ def build_figures(image, part: str, out: Path, mac: str, log) -> dict:
     return {**figures_of(report), "seconds": round(time.perf_counter() - started, 1)}
 
 
+def row_of(key: str, what: str, start: str, report: dict, seconds: float) -> dict:
+    """A row's figures from its compress report (the engine's are added by :func:`engine_figures`)."""
+    return {"key": key, "method": what, "start": start, "compressed_bytes": report["compressed_bytes"],
+            "ratio": report["compression_ratio"], "error": 1 - report["compressed_accuracy"],
+            "kept_fraction": report["kept_fraction"], "methods": report["methods"], "seconds": round(seconds, 1),
+            "bits": {l["name"]: l["bits"] for l in report["layers"]}}
+
+
 def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | None = "ecp5-85k", n_pe: int = PES,
-                digits: int = 1000, rows=None, log=print) -> dict:
+                digits: int = 1000, rows=None, resume: bool = False, log=print) -> dict:
     """Every row of :data:`ROWS` (or the keys ``rows``) into ``out/<key>``; writes ``methods.json``
-    and ``methods.md`` and returns the former's content."""
+    and ``methods.md`` and returns the former's content. Each finished row is also kept as
+    ``out/<key>.json``; with ``resume``, a row kept so is not run again, and a row whose compress
+    output is in ``out/<key>`` is not compressed again (a long run stopped half-way goes on)."""
     from eiex.errors import EiexError
     from eiex.sim.engines import get_engine
     from eiex.sw.compress.pipeline import compress
@@ -137,31 +147,43 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
     for key, what, tables, start in chosen:
         if start not in starts:
             raise EiexError(f"method row {key} starts from the {start} weights: run the deep-compression row with it")
-        log(f"== {key}: {what}")
-        started = time.perf_counter()
-        result = compress("lenet300", dataset, seed=seed, recipe_path=row_recipe(key, tables, start, layer_names, quick),
-                          dense_weights=starts[start], log=log)
-        seconds = time.perf_counter() - started
         folder = out / key
-        result.save(folder, force=True)
+        if resume and (out / f"{key}.json").is_file():
+            row = json.loads((out / f"{key}.json").read_text())
+            log(f"== {key}: kept from {out / f'{key}.json'}")
+        else:
+            row = None
+        if row is None and resume and (folder / "report.json").is_file():
+            log(f"== {key}: compressed before, in {folder}")
+            report = json.loads((folder / "report.json").read_text())
+            seconds = report["seconds"]["total"]
+        elif row is None:
+            log(f"== {key}: {what}")
+            started = time.perf_counter()
+            result = compress("lenet300", dataset, seed=seed,
+                              recipe_path=row_recipe(key, tables, start, layer_names, quick),
+                              dense_weights=starts[start], log=log)
+            seconds = time.perf_counter() - started
+            result.save(folder, force=True)
+            report = result.report
+            if key == "deep-compression":
+                np.savez(out / "baseline-pruned.npz", **result.pruned)
         if key == "deep-compression":
-            np.savez(out / "baseline-pruned.npz", **result.pruned)
             starts.update({BASELINE_DENSE: folder / "dense.npz", BASELINE_PRUNED: out / "baseline-pruned.npz"})
-        r = result.report
-        row = {"key": key, "method": what, "start": start, "compressed_bytes": r["compressed_bytes"], "ratio": r["compression_ratio"],
-               "dense_error": 1 - r["dense_accuracy"], "error": 1 - r["compressed_accuracy"],
-               "kept_fraction": r["kept_fraction"], "methods": r["methods"], "seconds": round(seconds, 1),
-               "bits": {l["name"]: l["bits"] for l in r["layers"]}}
-        figures = engine_figures(folder, test.images, test.labels, digits, n_pe)
-        image = figures.pop("image")
-        row.update(figures)
-        get_engine("eie").write_image(image, out / f"{key}-image", force=True)
-        if key == "pow2" and part is not None:
-            row["builds"] = {mac: build_figures(image, part, out / f"{key}-build-{mac}", mac, log)
-                             for mac in ("multiply", "shift")}
+        if row is None:
+            row = row_of(key, what, start, report, seconds)
+            figures = engine_figures(folder, test.images, test.labels, digits, n_pe)
+            image = figures.pop("image")
+            row.update(figures)
+            get_engine("eie").write_image(image, out / f"{key}-image", force=True)
+            if key == "pow2" and part is not None:
+                row["builds"] = {mac: build_figures(image, part, out / f"{key}-build-{mac}", mac, log)
+                                 for mac in ("multiply", "shift")}
+            (out / f"{key}.json").write_text(json.dumps(row, indent=2) + "\n")
         results.append(row)
         log(f"{key}: {row['compressed_bytes']:,} bytes ({row['ratio']:.1f}x), error {row['error']:.2%} "
-            f"(image {row['engine_error']:.2%}), {row['cycles']:.0f} cycles at {n_pe} PEs, {seconds / 60:.1f} min")
+            f"(image {row['engine_error']:.2%}), {row['cycles']:.0f} cycles at {n_pe} PEs, "
+            f"{row['seconds'] / 60:.1f} min")
     summary = {"model": "lenet300", "dataset": dataset, "seed": seed, "pes": n_pe, "part": part, "quick": quick,
                "rows": results, "seconds": round(time.perf_counter() - started_all, 1)}
     (out / "methods.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -84,3 +84,17 @@ def test_engine_error_is_the_saved_images_golden_error(bench):
         outputs = golden.run(image, golden.quantize_input(image, test.images.reshape(len(test.images), -1)))
         assert row["engine_error"] == float(np.mean(outputs.argmax(1) != test.labels))
         assert abs(row["engine_error"] - row["error"]) < 0.05  # the integer image tracks the PyTorch model
+
+
+def test_a_resumed_run_keeps_the_finished_rows_and_compresses_nothing(bench, monkeypatch):
+    out, summary = bench
+    from eiex.sw.compress import pipeline
+
+    def no_compress(*args, **kwargs):
+        raise AssertionError("a finished row was compressed again")
+
+    monkeypatch.setattr(pipeline, "compress", no_compress)
+    (out / "ternary.json").unlink()  # as if stopped after compressing this row, before its figures were kept
+    again = methods.run_methods(out, quick=True, rows=ROWS, part=None, digits=10, resume=True, log=lambda *_: None)
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in again["rows"]] == \
+        [{k: v for k, v in row.items() if k != "seconds"} for row in summary["rows"]]

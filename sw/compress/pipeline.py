@@ -189,7 +189,7 @@ def compress(
         account_layer(name, shared[name].codes, shared[name].bits, layer.index_bits,
                       n_biases=len(compressed[f"b{l}"]), huffman_max_len=recipe.huffman_max_len)
         for l, (name, layer) in enumerate(recipe.layers.items())
-    ], original_bits=FLOAT_BITS * sum(a.size for a in dense.values()))
+    ], original_bits=FLOAT_BITS * sum(a.size for k, a in dense.items() if k[0] in "wb" and k[1:].isdigit()))
     lap("huffman")
 
     result = CompressResult(

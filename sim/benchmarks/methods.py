@@ -40,6 +40,9 @@ import numpy as np
 OWN_DENSE, BASELINE_DENSE, BASELINE_PRUNED = "own dense", "baseline dense", "baseline pruned"
 #: the recipe tables that start from already pruned weights: their zeros stay, nothing else goes
 KEEP_PRUNED = {"prune": {"steps": 1, "epochs": 0}}
+#: the quantizers' retraining from pruned weights (``[quantize]`` otherwise takes ``[prune]``'s
+#: epochs, which :data:`KEEP_PRUNED` sets to 0): the built-in recipe's epochs per pruning step
+QUANTIZE_EPOCHS = 4
 #: (key, what the row is, recipe tables over the model's recipe, where it starts)
 ROWS = (
     ("deep-compression", "Deep Compression: pruning + k-means + Huffman (baseline)", {}, OWN_DENSE),
@@ -73,6 +76,7 @@ def row_recipe(key: str, tables: dict, start: str, model_layers, quick: bool) ->
     layers = {name: {} for name in model_layers}
     if start == BASELINE_PRUNED:
         recipe = _merge(recipe, KEEP_PRUNED)
+        recipe["quantize"] = {"epochs": QUANTIZE_EPOCHS, **recipe.get("quantize", {})}
         layers = {name: {"quality": 0.0} for name in model_layers}
     if key == "linear8":
         layers = {name: {**table, "bits": 8} for name, table in layers.items()}

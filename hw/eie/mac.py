@@ -12,7 +12,9 @@ zero words, is the weight 0). :class:`ShiftEncoder` converts an entry on the mem
 signs, so the encoder is a priority encoder on the entry's bits with no absolute value first.
 
 The product takes the same two register stages either way (``E4``, ``E5`` of
-:mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for both.
+:mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for both. In
+both, the first stage only registers the codebook word: the block RAM's output is slow, and logic
+on it (the first shift MAC negated there) cost 13 MHz on the ECP5 (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ class ShiftEncoder(wiring.Component):
 
 
 class Product(wiring.Component):
-    """``w * a``, registered twice: ``w`` and ``a`` (prepared) in the first stage, the product in the
-    second.
+    """``w * a``, registered twice: ``w`` and ``a`` (and ``-a`` for the shift) in the first stage, the
+    product in the second.
 
     Parameters
     ----------
@@ -121,12 +123,14 @@ class Product(wiring.Component):
         m = Module()
         e = self.hw.engine
         if self.hw.mac == "shift":
-            # first stage: the sign and the zero applied to the activation; second: the shift
-            # (|a| << k reaches 2**(act_bits + weight_bits - 2), inside the product's width)
-            signed_a = Signal(signed(e.act_bits + 1))
-            k = Signal.like(self.w.k)
-            m.d.sync += [signed_a.eq(Mux(self.w.nonzero, Mux(self.w.neg, -self.a, self.a), 0)), k.eq(self.w.k)]
-            m.d.sync += self.p.eq(signed_a << k)
+            # first stage: the code (straight from the block RAM's output: no logic on it), a and -a;
+            # second: the sign and zero select, then the shift (|a| << k reaches
+            # 2**(act_bits + weight_bits - 2), inside the product's width)
+            code = Signal.like(self.w, name="code_r")
+            a = Signal.like(self.a, name="a_r")
+            minus_a = Signal(signed(e.act_bits + 1), name="minus_a_r")
+            m.d.sync += [code.eq(self.w), a.eq(self.a), minus_a.eq(-self.a)]
+            m.d.sync += self.p.eq(Mux(code.nonzero, Mux(code.neg, minus_a, a), 0) << code.k)
         else:
             a = Signal.like(self.a, name="a_r")
             w = Signal.like(self.w, name="w_r")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_PES, DEFAULT_QUEUE_DEPTH
 from eiex.sim.engines import ENGINES, Engine, engine_of, get_engine
 from eiex.sim.simulate import SIMULATORS, Stats, simulate
 
@@ -123,26 +123,29 @@ def load_image(engine: str, folder):
     return get_engine(engine).load_image(folder)
 
 
-def to_verilog(engine: str, image, *, queue_depth: int = DEFAULT_QUEUE_DEPTH, preload: bool = False) -> str:
-    """The Verilog of ``engine`` sized for ``image``; ``preload``: memories initialized from it."""
+def to_verilog(engine: str, image, *, queue_depth: int = DEFAULT_QUEUE_DEPTH, mac: str = DEFAULT_MAC,
+               preload: bool = False) -> str:
+    """The Verilog of ``engine`` sized for ``image``; ``preload``: memories initialized from it;
+    ``mac``: EIE's MAC, ``"multiply"`` or ``"shift"`` (a codebook of powers of two, no multiplier)."""
     spec = get_engine(engine)
     spec.check_image(image)
-    hw = spec.hardware(image, queue_depth)
+    hw = spec.hardware(image, queue_depth, mac)
     return spec.to_verilog(hw, init=spec.memory_contents(image, hw) if preload else None)
 
 
-def build(engine: str, image, *, part: str, out, queue_depth: int = DEFAULT_QUEUE_DEPTH, preload: bool = False,
-          speed: int | None = None, freq: float | None = None, seed: int | None = None, force: bool = False,
-          log=print) -> dict:
+def build(engine: str, image, *, part: str, out, queue_depth: int = DEFAULT_QUEUE_DEPTH, mac: str = DEFAULT_MAC,
+          preload: bool = False, speed: int | None = None, freq: float | None = None, seed: int | None = None,
+          force: bool = False, log=print) -> dict:
     """Synthesize, place and route ``engine`` sized for ``image`` on ``part`` (``eiex build
-    --part``); the report (``build.json``), written with the build into ``out``."""
+    --part``); the report (``build.json``), written with the build into ``out``. ``mac`` as for
+    :func:`to_verilog`."""
     from eiex.sim.tools.build import run_build
     from eiex.sim.tools.parts import get_part
 
     spec = get_engine(engine)
     spec.check_image(image)
     target = get_part(part, speed)
-    hw = spec.hardware(image, queue_depth)
+    hw = spec.hardware(image, queue_depth, mac)
     init = spec.memory_contents(image, hw) if preload else None
     description = {"engine": spec.name, "hardware": repr(hw), "preload": preload}
     return run_build(spec.component(hw, init), target, Path(out), speed=speed, freq=freq, seed=seed,

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_QUEUE_DEPTH
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class Engine:
     golden: Callable
     #: ``classes(image, outputs)``: the predicted class of each output vector
     classes: Callable
-    #: ``hardware(image, queue_depth)``: the elaboration parameters of an engine sized for the image
+    #: ``hardware(image, queue_depth, mac)``: the elaboration parameters of an engine sized for the
+    #: image (``queue_depth`` and ``mac``: EIE's activation queue and MAC kind)
     hardware: Callable
     #: ``resize(image, **knobs)``: ``(image, hardware)`` of one design point of ``eiex explore``, the
     #: same network laid out anew; outputs unchanged
@@ -146,19 +147,19 @@ def _eie_classes(image, y):
     return np.argmax(y, axis=1)
 
 
-def _eie_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH):
+def _eie_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH, mac: str = DEFAULT_MAC):
     from eiex.hw.eie.params import HwParams
 
-    hw = HwParams.for_image(image, queue_depth=queue_depth)
+    hw = HwParams.for_image(image, queue_depth=queue_depth, mac=mac)
     hw.check_image(image)
     return hw
 
 
-def _eie_resize(image, n_pe: int | None = None, queue_depth: int = DEFAULT_QUEUE_DEPTH):
+def _eie_resize(image, n_pe: int | None = None, queue_depth: int = DEFAULT_QUEUE_DEPTH, mac: str = DEFAULT_MAC):
     from eiex.sw.images.eie.encode import with_pes
 
     image = image if n_pe is None else with_pes(image, n_pe)
-    return image, _eie_hardware(image, queue_depth)
+    return image, _eie_hardware(image, queue_depth, mac)
 
 
 def _eie_memory(image, hw):
@@ -185,10 +186,10 @@ def _eie_throughput(image, hw, inputs=None):
     return None if image is None else eie_cycles(image, hw, inputs)  # the work depends on the image
 
 
-def _eie_amaranth(image, x, *, queue_depth=8, timing=None, **options):
+def _eie_amaranth(image, x, *, queue_depth=8, mac=DEFAULT_MAC, timing=None, **options):
     from eiex.sim.pysim.eie import simulate
 
-    outputs, samples = simulate(image, x, queue_depth=queue_depth, timing=timing, **options)
+    outputs, samples = simulate(image, x, queue_depth=queue_depth, mac=mac, timing=timing, **options)
     return outputs, [{k: int(v) for k, v in s.items()} for s in samples], {}
 
 
@@ -257,9 +258,15 @@ def _xnor_classes(image, y):
     return np.argmax(golden.scores(image, y), axis=1)  # scale * y + bias, xnor-image.md section 6
 
 
-def _xnor_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH):
+def _xnor_check_mac(mac) -> None:
+    if mac != DEFAULT_MAC:
+        raise EiexError(f"the XNOR engine has no multiplier to replace: mac must be {DEFAULT_MAC}, not {mac!r}")
+
+
+def _xnor_hardware(image, queue_depth: int = DEFAULT_QUEUE_DEPTH, mac: str = DEFAULT_MAC):
     from eiex.hw.xnor.memory_map import engine_for
 
+    _xnor_check_mac(mac)
     return engine_for(image)
 
 
@@ -296,9 +303,10 @@ def _xnor_throughput(image, layers, inputs=None):
     return cycles if image is None else {**cycles, "ideal_cycles": ideal_interval(image)}
 
 
-def _xnor_amaranth(image, x, *, queue_depth=8, timing=None, **options):
+def _xnor_amaranth(image, x, *, queue_depth=8, mac=DEFAULT_MAC, timing=None, **options):
     from eiex.sim.pysim.xnor import simulate
 
+    _xnor_check_mac(mac)
     outputs, figures = simulate(image, x, timing=timing, **options)
     return outputs, [{"cycles": c} for c in figures["cycles"]], figures
 

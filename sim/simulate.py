@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_QUEUE_DEPTH
 from eiex.sim.engines import get_engine
 
 SIMULATORS = ("amaranth", "verilator", "icarus")
@@ -62,13 +62,15 @@ def check_simulator(simulator) -> None:
         raise EiexError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
 
 
-def simulate(engine, image, inputs, *, simulator: str = "amaranth", queue_depth: int = DEFAULT_QUEUE_DEPTH, preload: bool = False,
+def simulate(engine, image, inputs, *, simulator: str = "amaranth", queue_depth: int = DEFAULT_QUEUE_DEPTH,
+             mac: str = DEFAULT_MAC, preload: bool = False,
              in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0, **options) -> tuple[np.ndarray, Stats]:
     """Outputs ``(samples, outputs)`` (int64) of ``image`` on ``engine`` for ``inputs`` and the run's
     :class:`Stats`.
 
     ``inputs`` are the engine's input integers (EIE ``act_bits`` fixed point, XNOR 0/1 bits)
-    shaped ``(samples, inputs)``. ``queue_depth`` sizes EIE's activation queue. ``preload``
+    shaped ``(samples, inputs)``. ``queue_depth`` sizes EIE's activation queue; ``mac`` is its
+    PEs' MAC, ``"multiply"`` or ``"shift"`` (:class:`eiex.hw.eie.params.HwParams`). ``preload``
     initializes the memories in the design instead of writing them through the load interface.
     ``in_valid`` / ``out_ready`` are the probabilities per cycle that an input is offered / the
     output is ready (random gaps and back-pressure from ``seed``). ``options`` go to the
@@ -83,13 +85,13 @@ def simulate(engine, image, inputs, *, simulator: str = "amaranth", queue_depth:
     common = dict(preload=preload, in_valid=in_valid, out_ready=out_ready, seed=seed)
     if simulator == "amaranth":
         timing = {}
-        outputs, samples, figures = spec.amaranth(image, inputs, queue_depth=queue_depth, timing=timing,
+        outputs, samples, figures = spec.amaranth(image, inputs, queue_depth=queue_depth, mac=mac, timing=timing,
                                                   **common, **options)
         stats = Stats(spec.name, simulator, samples, int(timing["sim_cycles"]), float(timing["sim_seconds"]),
                       figures)
     else:
         from eiex.sim.testbenches.runner import run_cocotb
 
-        outputs, stats = run_cocotb(spec, image, inputs, simulator=simulator, queue_depth=queue_depth, **common,
+        outputs, stats = run_cocotb(spec, image, inputs, simulator=simulator, queue_depth=queue_depth, mac=mac, **common,
                                     **options)
     return np.asarray(outputs, dtype=np.int64), stats

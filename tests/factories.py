@@ -142,3 +142,24 @@ XNOR_MAP_NETWORKS = {
     "two_convs": ([8, 8, 1], [("conv", 4, 3, 2, 3), ("conv", 3, 2, 3, 7), ("pool", 3), ("output", 4, 4, 5)]),
     "pool_exact": ([6, 6, 1], [("pool", 3), ("output", 3, 2, 3)]),
 }
+
+
+def power_of_two_eie_image(params, sizes, density, seed, relu=(True, False), weight_frac=None):
+    """Random layers whose codebooks are all 0 or signed powers of two (what ``mac="shift"`` runs):
+    every layer's codebook holds, at shuffled codes, 0 at a non-zero code, +1, -1, the largest
+    positive power ``2**(weight_bits - 2)`` and the most negative ``-2**(weight_bits - 1)``, then
+    random ``+-2**k``."""
+    rng = np.random.default_rng(seed)
+    wb = params.weight_bits
+    frac = wb - 2 if weight_frac is None else weight_frac  # the largest power is 1.0
+    special = [0, 1, -1, 1 << (wb - 2), -(1 << (wb - 1))]
+    layers = []
+    for l, (rows, cols) in enumerate(zip(sizes[1:], sizes[:-1])):
+        extra = (rng.choice([-1, 1], params.codebook_size) * (1 << rng.integers(0, wb - 1, params.codebook_size)))
+        values = np.r_[special, extra][:params.codebook_size - 1]
+        codebook = np.r_[0, rng.permutation(values)]
+        codes = (rng.random((rows, cols)) < density) * rng.integers(1, params.codebook_size, (rows, cols))
+        b_max = min(1000, 1 << (params.bias_bits - 1))
+        layers.append(IntLayer(codes, codebook, rng.integers(-b_max, b_max, rows), relu=relu[l % len(relu)],
+                               weight_frac=frac))
+    return build_image(layers, params)

@@ -99,7 +99,7 @@ def _build_board(args) -> int:
                         "with --board the image fixes the engine")
     options, spec = ENGINE_OPTIONS[args.engine], get_engine(args.engine)
     image = spec.load_image(args.images)
-    sizing = {"queue_depth": args.queue_depth} if hasattr(args, "queue_depth") else {}  # EIE's only
+    sizing = {"queue_depth": args.queue_depth, "mac": args.mac} if hasattr(args, "queue_depth") else {}  # EIE's only
     hw = spec.hardware(image, **sizing)
     inputs = read_inputs(args.input) if getattr(args, "input", None) is not None else None
     cycles = spec.throughput(image, hw, inputs)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_PES, DEFAULT_QUEUE_DEPTH
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_PES, DEFAULT_QUEUE_DEPTH, MAC_KINDS
 from eiex.sw.images.memfiles import FORMATS
 
 
@@ -150,6 +150,12 @@ def add_queue_depth(p, prefix: str = "") -> None:
                    help=f"{prefix}activation queue entries per PE, at least 2 (default 8)")
 
 
+def add_mac(p, prefix: str = "") -> None:
+    p.add_argument("--mac", choices=MAC_KINDS, default=DEFAULT_MAC,
+                   help=f"{prefix}what each PE does with a codebook entry: multiply (a DSP block, the default) or "
+                        "shift (no multiplier; every codebook entry must be 0 or a signed power of two)")
+
+
 ENGINE_PARAMS = (("idx-bits", "weight index width"), ("rel-bits", "relative row index width"),
                  ("act-bits", "activation width"), ("act-frac", "activation fraction bits"),
                  ("weight-bits", "codebook value width"), ("bias-bits", "bias width"),
@@ -186,6 +192,7 @@ def add_eie_engine(p) -> None:
                           ("bias-depth", 512)):
         p.add_argument(f"--{name}", type=int, default=default, help=f"without --images (default {default})")
     add_queue_depth(p)
+    add_mac(p)
     p.add_argument("--preload", action="store_true", help="initialize the memories from --images")
 
 
@@ -239,8 +246,8 @@ def describe_folding(layers) -> str:
 
 
 def describe_eie(hw, init, images=None) -> str:
-    return (f"EIE engine, {hw.n_pe} PEs, queue depth {hw.queue_depth}, layers up to {hw.max_width} wide, "
-            f"{hw.max_layers} layers{', memories initialized from the image' if init else ''}")
+    return (f"EIE engine, {hw.n_pe} PEs, queue depth {hw.queue_depth}, {hw.mac} MAC, layers up to {hw.max_width} "
+            f"wide, {hw.max_layers} layers{', memories initialized from the image' if init else ''}")
 
 
 def describe_xnor(layers, init, images=None) -> str:
@@ -279,19 +286,20 @@ def eie_engine(args):
         from eiex.sw.images.eie.files import load_image
 
         image = load_image(args.images)
-        hw = HwParams.for_image(image, queue_depth=args.queue_depth)
+        hw = HwParams.for_image(image, queue_depth=args.queue_depth, mac=args.mac)
+        hw.check_image(image)
         return image, hw, memory_contents(image, hw) if args.preload else None
     if args.preload:
         raise EiexError("--preload needs --images: the memories are initialized from an image")
     engine = EngineParams(n_pe=args.pes, **engine_overrides(args))
-    hw = HwParams(engine=engine, queue_depth=args.queue_depth, max_width=args.max_width,
+    hw = HwParams(engine=engine, queue_depth=args.queue_depth, mac=args.mac, max_width=args.max_width,
                   max_layers=args.max_layers, spmat_depth=args.spmat_depth, ptr_depth=args.ptr_depth,
                   bias_depth=args.bias_depth)
     return None, hw, None
 
 
 def eie_params(hw) -> dict:
-    return {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "max_width": hw.max_width,
+    return {"engine": "eie", "n_pe": hw.n_pe, "queue_depth": hw.queue_depth, "mac": hw.mac, "max_width": hw.max_width,
             "max_layers": hw.max_layers, "spmat_depth": hw.spmat_depth, "ptr_depth": hw.ptr_depth,
             "bias_depth": hw.bias_depth}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import add_inputs, add_queue_depth, engine_inputs, engine_subparsers, log
+from eiex.cli.common import add_inputs, add_mac, add_queue_depth, engine_inputs, engine_subparsers, log
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_QUEUE_DEPTH
 
 
 def add_parser(sub) -> None:
@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
                        "bitstream (nothing to load over the link)")
         if name == "eie":
             add_queue_depth(p, "with --sim: ")
+            add_mac(p, "with --sim: ")
         p.set_defaults(func=run)
 
 
@@ -59,7 +60,8 @@ def run(args) -> int:
         from eiex.hw.uart import BAUD_DEFAULT
 
         link = simulated_link(args.engine, image, preload=args.preload,
-                              queue_depth=getattr(args, "queue_depth", DEFAULT_QUEUE_DEPTH))
+                              queue_depth=getattr(args, "queue_depth", DEFAULT_QUEUE_DEPTH),
+                              mac=getattr(args, "mac", DEFAULT_MAC))
         log("building the link top for Verilator (cached after the first run)")
         transport = VerilatorTransport(link, link.divisor)
         baud = BAUD_DEFAULT  # the figures are the board's; the simulated line runs faster

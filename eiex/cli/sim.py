@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eiex.cli.common import add_inputs, add_queue_depth, engine_inputs, engine_subparsers
-from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
+from eiex.cli.common import add_inputs, add_mac, add_queue_depth, engine_inputs, engine_subparsers
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_QUEUE_DEPTH
 from eiex.sim.simulate import SIMULATORS
 
 #: per engine: what its X.npy, Y.npy and S.json hold
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
                        help="Amaranth's simulator, or the generated Verilog under cocotb (default amaranth)")
         if name == "eie":
             add_queue_depth(p)
+            add_mac(p)
         p.set_defaults(func=run)
 
 
@@ -49,7 +50,8 @@ def run(args) -> int:
     image = spec.load_image(args.images)
     inputs, labels = engine_inputs(spec, image, args)
     outputs, stats = simulate(spec.name, image, inputs, simulator=args.sim,
-                              queue_depth=getattr(args, "queue_depth", DEFAULT_QUEUE_DEPTH))
+                              queue_depth=getattr(args, "queue_depth", DEFAULT_QUEUE_DEPTH),
+                              mac=getattr(args, "mac", DEFAULT_MAC))
     record = stats.as_dict()
     accuracy = ""
     if labels is not None:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_QUEUE_DEPTH
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_QUEUE_DEPTH
 from eiex.sim.engines import get_engine
 
 #: the clock a simulated link top reports as its own (it runs the board's 3 Mbaud at divisor 16)
@@ -23,14 +23,15 @@ SIM_CLOCK_HZ = 48_000_000
 SIM_DIVISOR = 4
 
 
-def simulated_link(kind: str, image, *, preload: bool = False, queue_depth: int = DEFAULT_QUEUE_DEPTH, max_payload: int | None = None):
+def simulated_link(kind: str, image, *, preload: bool = False, queue_depth: int = DEFAULT_QUEUE_DEPTH,
+                   mac: str = DEFAULT_MAC, max_payload: int | None = None):
     """The link top a board carries (engine, host link and UART, without the board's clock and pins),
     for Verilator: the board's 48 MHz clock in its descriptor, but :data:`SIM_DIVISOR` cycles a bit,
     and a quiet time of 64 bytes."""
     from eiex.hw.link.engines import link_for
 
     return link_for(kind, image, clock_hz=SIM_CLOCK_HZ, divisor=SIM_DIVISOR, timeout_cycles=64 * 10 * SIM_DIVISOR,
-                    preload=preload, queue_depth=queue_depth, max_payload=max_payload)
+                    preload=preload, queue_depth=queue_depth, mac=mac, max_payload=max_payload)
 
 
 def run_over_link(kind: str, image, inputs, device, *, baud: float, labels=None, log=print) -> tuple[np.ndarray, dict]:

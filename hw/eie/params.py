@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from eiex.sw.images.eie.image import EieImage, EngineParams
+from eiex.sw.images.eie.powers import check_shift_codebook
 from eiex.errors import EiexError
 
 #: the layer table's ``weight_frac`` field is this wide (the encoder allows 0..63)
@@ -22,6 +23,10 @@ DEFAULT_QUEUE_DEPTH = 8
 #: entries of the control unit's column queue between the LNZD scan and the broadcast stages
 #: (two keep one column per cycle flowing; the scan then never waits on the broadcast's handshake)
 COLUMN_QUEUE_DEPTH = 2
+#: what a PE's MAC does with a codebook entry: multiply by it, or shift by it (every entry 0 or a
+#: signed power of two; :mod:`eiex.hw.eie.mac`)
+MAC_KINDS = ("multiply", "shift")
+DEFAULT_MAC = "multiply"
 
 
 def _check_positive(name: str, value) -> None:
@@ -53,6 +58,10 @@ class HwParams:
     window_slots : int or None
         Activation slots per PE that the leading-non-zero detector scans per cycle; the window
         is ``window_slots * n_pe`` flags. ``None``: enough slots for at least 16 flags.
+    mac : str
+        ``"multiply"``: each PE multiplies the activation by the codebook entry (a DSP block).
+        ``"shift"``: each PE shifts it (no multiplier); runs only images whose codebook entries
+        are all 0 or a signed power of two.
     """
 
     engine: EngineParams
@@ -63,6 +72,7 @@ class HwParams:
     ptr_depth: int = 256
     bias_depth: int = 64
     window_slots: int | None = None
+    mac: str = DEFAULT_MAC
 
     def __post_init__(self):
         if not isinstance(self.engine, EngineParams):
@@ -76,10 +86,12 @@ class HwParams:
                             f"cycle late), not {self.queue_depth}")
         if self.ptr_depth < 2:
             raise EiexError(f"ptr_depth must be at least 2 (one layer's two pointers), not {self.ptr_depth}")
+        if self.mac not in MAC_KINDS:
+            raise EiexError(f"mac must be one of {', '.join(MAC_KINDS)}, not {self.mac!r}")
 
     @classmethod
     def for_image(cls, image: EieImage, queue_depth: int = DEFAULT_QUEUE_DEPTH, window_slots: int | None = None,
-                  spare_layers: int = 0) -> "HwParams":
+                  spare_layers: int = 0, mac: str = DEFAULT_MAC) -> "HwParams":
         """The smallest instance that holds ``image`` (depths as the image needs them)."""
         e = image.engine
         n_words = max(1, max(-(-len(pe.v) // e.entries_per_word) for pe in image.pes))
@@ -90,7 +102,7 @@ class HwParams:
             spmat_depth=n_words,
             ptr_depth=max(2, max(len(pe.ptr) for pe in image.pes)),
             bias_depth=max(1, max(len(pe.bias) for pe in image.pes)),
-            window_slots=window_slots,
+            window_slots=window_slots, mac=mac,
         )
 
     def check_image(self, image: EieImage) -> None:
@@ -103,6 +115,8 @@ class HwParams:
                 raise EiexError(f"the image needs {name} = {getattr(need, name)}, the engine has {getattr(self, name)}")
         if max(l.weight_frac for l in image.layers) >= 1 << WEIGHT_FRAC_BITS:
             raise EiexError(f"weight_frac must be below {1 << WEIGHT_FRAC_BITS}")
+        if self.mac == "shift":
+            check_shift_codebook(image)
 
     # ---- derived sizes -------------------------------------------------------------------
 

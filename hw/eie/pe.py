@@ -16,7 +16,9 @@ Pipeline of one column ``j`` (one entry per cycle once running, no bubbles betwe
   output is slow); ``E1w``: the entry is selected from it and registered;
 * ``E2``: ``r = r + z + 1`` (``r = z`` at a column's first entry); the codebook read is issued;
 * ``E3``: the weight is registered;
-* ``E4``: ``weight * a_j`` is registered; the accumulator read of row ``r`` is issued;
+* ``E4``: ``weight * a_j`` is registered (:class:`~eiex.hw.eie.mac.Product`, which registers both
+  on their way in: a multiplier, or with ``hw.mac == "shift"`` a shifter); the accumulator read of
+  row ``r`` is issued;
 * ``E5``: the accumulator is registered;
 * ``E6``: ``acc[r] + product`` is registered;
 * ``E7``: it is written to ``acc[r]`` (fillers, ``v == 0``, skipped). The read in ``E4`` misses
@@ -46,6 +48,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from eiex.hw.eie.mac import Product, codebook_init, codebook_shape, codebook_write_data
 from eiex.hw.eie.params import WEIGHT_FRAC_BITS, HwParams
 from eiex.hw.eie.pointers import PointerReader
 from eiex.hw.eie.rescale import Rescale
@@ -153,12 +156,13 @@ class ProcessingElement(wiring.Component):
                                             attrs=BLOCK_RAM)
         bias = m.submodules.bias = Memory(shape=signed(e.bias_bits), depth=hw.bias_depth,
                                           init=to_signed(init.get("bias", []), e.bias_bits).tolist(), attrs=BLOCK_RAM)
-        codebook = m.submodules.codebook = Memory(shape=signed(e.weight_bits), depth=hw.codebook_depth,
-                                                  init=to_signed(init.get("codebook", []), e.weight_bits).tolist(),
-                                                  attrs=BLOCK_RAM)
-        for mem, sel in ((spmat, ld.spmat), (bias, ld.bias), (codebook, ld.codebook)):
+        # the codebook holds each entry as the MAC uses it: the value, or its shift code (hw.mac)
+        codebook = m.submodules.codebook = Memory(shape=codebook_shape(hw), depth=hw.codebook_depth,
+                                                  init=codebook_init(hw, init.get("codebook", [])), attrs=BLOCK_RAM)
+        for mem, sel, word in ((spmat, ld.spmat, ld.data), (bias, ld.bias, ld.data),
+                               (codebook, ld.codebook, codebook_write_data(m, hw, ld.data))):
             wp = mem.write_port()
-            m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(ld.data)]
+            m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(word)]
         # ping-pong accumulators: layer l accumulates in bank l % 2 while layer l - 1's bank is
         # written back
         # (the MAC may read a row in the cycle it is written; the forwarding in _mac never uses such
@@ -235,8 +239,8 @@ class ProcessingElement(wiring.Component):
         e1w = stage("e1w", valid=1, word=e.spmat_width, off=range(e.entries_per_word), a=act, first=1)
         e2 = stage("e2", valid=1, v=e.idx_bits, z=e.rel_bits, a=act, first=1)
         e3 = stage("e3", valid=1, write=1, r=row_bits, a=act)
-        e4 = stage("e4", valid=1, write=1, r=row_bits, a=act, w=signed(e.weight_bits))
-        e5 = stage("e5", valid=1, write=1, r=row_bits, p=signed(e.act_bits + e.weight_bits))
+        e4 = stage("e4", valid=1, write=1, r=row_bits)
+        e5 = stage("e5", valid=1, write=1, r=row_bits)
         e6 = stage("e6", valid=1, write=1, r=row_bits, p=signed(e.act_bits + e.weight_bits),
                    acc=signed(hw.acc_bits))
 
@@ -257,12 +261,12 @@ class ProcessingElement(wiring.Component):
         m.d.comb += cb_addr.eq(lay.codebook_base + e2["v"])
         m.d.sync += [e3["valid"].eq(e2["valid"]), e3["write"].eq(e2["valid"] & (e2["v"] != 0)), e3["r"].eq(r_new),
                      e3["a"].eq(e2["a"])]
-        m.d.sync += [e4["valid"].eq(e3["valid"]), e4["write"].eq(e3["write"]), e4["r"].eq(e3["r"]),
-                     e4["a"].eq(e3["a"]), e4["w"].eq(cb_data)]
-        m.d.sync += [e5["valid"].eq(e4["valid"]), e5["write"].eq(e4["write"]), e5["r"].eq(e4["r"]),
-                     e5["p"].eq(e4["w"] * e4["a"])]
+        product = m.submodules.product = Product(hw)
+        m.d.comb += [product.a.eq(e3["a"]), product.w.eq(cb_data)]
+        m.d.sync += [e4["valid"].eq(e3["valid"]), e4["write"].eq(e3["write"]), e4["r"].eq(e3["r"])]
+        m.d.sync += [e5["valid"].eq(e4["valid"]), e5["write"].eq(e4["write"]), e5["r"].eq(e4["r"])]
         m.d.sync += [e6["valid"].eq(e5["valid"]), e6["write"].eq(e5["write"]), e6["r"].eq(e5["r"]),
-                     e6["p"].eq(e5["p"]), e6["acc"].eq(Mux(lay.mac_bank, acc_rs[1].data, acc_rs[0].data))]
+                     e6["p"].eq(product.p), e6["acc"].eq(Mux(lay.mac_bank, acc_rs[1].data, acc_rs[0].data))]
         # E6's sum is registered and written in E7 (the accumulator block RAM may sit far from the
         # adder). The accumulator read for a row (E4) sees only writes made before it, so the
         # three sums made since are forwarded: the newest first (each includes the ones before it)

@@ -115,14 +115,17 @@ def image_hash(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:HASH_BYTES]
 
 
-def engine_port(kind: str, image, *, preload: bool = False, queue_depth: int = 8) -> EnginePort:
-    """An engine sized for ``image`` (its memories holding it with ``preload``)."""
+def engine_port(kind: str, image, *, preload: bool = False, queue_depth: int = 8,
+                mac: str = "multiply") -> EnginePort:
+    """An engine sized for ``image`` (its memories holding it with ``preload``); ``queue_depth`` and
+    ``mac``: the EIE engine's (:class:`~eiex.hw.eie.params.HwParams`)."""
     if kind == "eie":
         from eiex.hw.eie.engine import EieEngine
         from eiex.hw.eie.memory_map import memory_contents
         from eiex.hw.eie.params import HwParams
 
-        hw = HwParams.for_image(image, queue_depth=queue_depth)
+        hw = HwParams.for_image(image, queue_depth=queue_depth, mac=mac)
+        hw.check_image(image)
         engine = EieEngine(hw, init=memory_contents(image, hw) if preload else None)
         port = EnginePort("eie", engine, image.inputs, image.outputs, eie_params(hw),
                           stats=("cycles", "compute_cycles"))
@@ -130,6 +133,8 @@ def engine_port(kind: str, image, *, preload: bool = False, queue_depth: int = 8
         from eiex.hw.xnor.engine import XnorEngine
         from eiex.hw.xnor.memory_map import engine_for, memory_contents
 
+        if mac != "multiply":
+            raise EiexError(f"the XNOR engine has no multiplier to replace: mac must be multiply, not {mac!r}")
         layers = engine_for(image)
         engine = XnorEngine(layers, memory_contents(image) if preload else None)
         port = EnginePort("xnor", engine, layers[0].sf, layers[-1].out_features,
@@ -142,7 +147,7 @@ def engine_port(kind: str, image, *, preload: bool = False, queue_depth: int = 8
 
 
 def link_for(kind: str, image, *, clock_hz: float, baud: int | None = None, divisor: int | None = None,
-             preload: bool = False, queue_depth: int = 8, max_payload: int | None = None,
+             preload: bool = False, queue_depth: int = 8, mac: str = "multiply", max_payload: int | None = None,
              timeout_cycles: int | None = None):
     """A :class:`~eiex.hw.link.host.HostLink` with an engine of ``kind`` sized for ``image``.
 
@@ -155,6 +160,6 @@ def link_for(kind: str, image, *, clock_hz: float, baud: int | None = None, divi
         divisor = divisor_for(clock_hz, baud or BAUD_DEFAULT)
     if timeout_cycles is None:
         timeout_cycles = max(1, round(clock_hz * TIMEOUT_SECONDS))
-    port = engine_port(kind, image, preload=preload, queue_depth=queue_depth)
+    port = engine_port(kind, image, preload=preload, queue_depth=queue_depth, mac=mac)
     return HostLink(port, clock_hz=int(clock_hz), divisor=divisor, timeout_cycles=timeout_cycles,
                     max_payload=max_payload or MAX_PAYLOAD_DEFAULT)

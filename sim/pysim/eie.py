@@ -13,15 +13,15 @@ from eiex.hw.eie import golden
 from eiex.hw.eie.cycles import ideal_cycles
 from eiex.hw.eie.engine import EieEngine
 from eiex.hw.eie.memory_map import load_writes, memory_contents
-from eiex.hw.eie.params import HwParams
+from eiex.hw.eie.params import DEFAULT_MAC, HwParams
 from eiex.sim.pysim.timed import receive, run_timed, send
 from eiex.sw.images.eie.image import EieImage
 
 
 def build(image: EieImage, hw: HwParams | None = None, queue_depth: int = 8,
-          preload: bool = False) -> EieEngine:
+          preload: bool = False, mac: str = DEFAULT_MAC) -> EieEngine:
     """An engine sized for ``image``; ``preload``: its memories initialized from the image."""
-    hw = hw or HwParams.for_image(image, queue_depth=queue_depth)
+    hw = hw or HwParams.for_image(image, queue_depth=queue_depth, mac=mac)
     return EieEngine(hw, init=memory_contents(image, hw) if preload else None)
 
 
@@ -35,18 +35,19 @@ def cycle_budget(image: EieImage, writes: int, vectors: int, rate: float = 1.0) 
 
 
 def simulate(image: EieImage, inputs: np.ndarray, queue_depth: int = 8, hw: HwParams | None = None,
-             preload: bool = False, out_ready: float = 1.0, in_valid: float = 1.0, seed: int = 0,
+             preload: bool = False, mac: str = DEFAULT_MAC, out_ready: float = 1.0, in_valid: float = 1.0, seed: int = 0,
              vcd: str | None = None, timing: dict | None = None) -> tuple[np.ndarray, list[dict]]:
     """Outputs ``(samples, rows_last)`` and one statistics dict per input vector (``cycles`` and
     ``compute_cycles`` as the engine counted them, ``ideal_cycles`` per the spec, section 10).
 
     ``out_ready`` / ``in_valid``: probability that the output is ready / an input is offered in a
     cycle (1.0: always), to exercise back-pressure and gaps. ``preload``: memories initialized at
-    elaboration instead of written through the load interface. ``timing``: a dict to receive
+    elaboration instead of written through the load interface. ``mac``: the PEs' MAC kind
+    (:class:`HwParams`; ``hw``, when given, says it instead). ``timing``: a dict to receive
     ``sim_cycles`` (cycles simulated, load included) and ``sim_seconds`` (wall time).
     """
     a = golden.check_inputs(image, inputs)
-    hw = hw or HwParams.for_image(image, queue_depth=queue_depth)
+    hw = hw or HwParams.for_image(image, queue_depth=queue_depth, mac=mac)
     hw.check_image(image)
     dut = build(image, hw, preload=preload)
     writes = [] if preload else load_writes(image, hw, skip_zero=True)

@@ -43,6 +43,7 @@ from typing import Callable
 
 import numpy as np
 
+from eiex.hw.eie.params import DEFAULT_MAC
 from eiex.sim.tools.lint import LINT_WAIVERS, have_verilator, verilator_bin
 from eiex.sw.atomic import atomic_write
 from eiex.errors import EiexError
@@ -95,12 +96,13 @@ def pack_payloads(layout, fields: list[dict]) -> list[int]:
     return [layout.const(f).as_value().value for f in fields]
 
 
-def design_for(spec, image, inputs, queue_depth: int, preload: bool) -> tuple[Design, np.ndarray]:
+def design_for(spec, image, inputs, queue_depth: int, preload: bool,
+               mac: str = DEFAULT_MAC) -> tuple[Design, np.ndarray]:
     """The Design of one run of ``image`` on engine ``spec`` (:mod:`eiex.sim.engines`), and the
     checked inputs."""
     spec.check_image(image)
     x = spec.check_inputs(image, inputs)
-    hw = spec.hardware(image, queue_depth)
+    hw = spec.hardware(image, queue_depth, mac)
     init = spec.memory_contents(image, hw) if preload else None
     job = spec.cocotb_job(image, x, hw, preload)
     design = Design(
@@ -309,12 +311,12 @@ def _last_error(log: Path, exc: BaseException) -> str:
 # ---- one run -----------------------------------------------------------------------------------
 
 def run_cocotb(spec, image, inputs, *, simulator: str = "verilator", queue_depth: int = 8,
-               preload: bool = False, in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0,
+               mac: str = DEFAULT_MAC, preload: bool = False, in_valid: float = 1.0, out_ready: float = 1.0, seed: int = 0,
                cache_dir=None, log=None, stall_cycles: int | None = None):
     """Outputs ``(samples, outputs)`` (int64) of ``image`` on the Verilog of engine ``spec`` (an
     :class:`eiex.sim.engines.Engine`) under cocotb, and the run's :class:`eiex.sim.simulate.Stats`.
 
-    ``simulator`` is "verilator" or "icarus"; ``queue_depth``, ``preload``, ``in_valid``,
+    ``simulator`` is "verilator" or "icarus"; ``queue_depth``, ``mac``, ``preload``, ``in_valid``,
     ``out_ready`` and ``seed`` are :func:`eiex.sim.simulate.simulate`'s. ``cache_dir``: the build
     cache (default ``$EIEX_SIM_CACHE`` or ``~/.cache/eiex/sim``). ``log``: a file for the
     simulator's console output (default: a temporary file, removed after a run that produced
@@ -329,7 +331,7 @@ def run_cocotb(spec, image, inputs, *, simulator: str = "verilator", queue_depth
     if stall_cycles is not None and (isinstance(stall_cycles, bool) or not isinstance(stall_cycles, int)
                                      or stall_cycles < 1):
         raise EiexError(f"stall_cycles must be a positive integer, not {stall_cycles!r}")
-    design, checked = design_for(spec, image, inputs, queue_depth, preload)
+    design, checked = design_for(spec, image, inputs, queue_depth, preload, mac)
     if not len(checked):
         raise EiexError("there are no input vectors to simulate")
     expected = np.asarray(spec.golden(image, checked), dtype=np.int64)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from factories import brute_force, tiny_eie_image, tiny_xnor_image
+from factories import P, brute_force, power_of_two_eie_image, tiny_eie_image, tiny_xnor_image
 
 import eiex
 from eiex.hw.eie import golden as eie_golden
@@ -43,3 +43,16 @@ def test_bad_calls_are_one_line_errors():
         eiex.to_verilog("xnor", tiny_eie_image())
     with pytest.raises(eiex.EiexError, match="simulator must be one of amaranth, verilator, icarus"):
         eiex.simulate("eie", tiny_eie_image(), np.zeros((1, 9), dtype=int), simulator="modelsim")
+    with pytest.raises(eiex.EiexError, match="--mac shift needs every codebook entry to be 0 or a signed power of two"):
+        eiex.to_verilog("eie", tiny_eie_image(), mac="shift")
+    with pytest.raises(eiex.EiexError, match="the XNOR engine has no multiplier to replace: mac must be multiply"):
+        eiex.simulate("xnor", tiny_xnor_image(), np.zeros((1, 20), dtype=int), mac="shift")
+
+
+def test_the_shift_mac_through_the_api():
+    image = power_of_two_eie_image(P(2), [6, 5, 3], density=0.6, seed=4)
+    x = np.random.default_rng(4).integers(-512, 512, (2, 6))
+    outputs, stats = eiex.simulate("eie", image, x, mac="shift")
+    np.testing.assert_array_equal(outputs, eie_golden.run(image, x))
+    assert stats.samples == eiex.simulate("eie", image, x)[1].samples  # the same cycles as the multiplier
+    assert "module" in eiex.to_verilog("eie", image, mac="shift")

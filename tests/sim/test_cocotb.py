@@ -8,8 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from factories import (XNOR_MAP_NETWORKS, P, brute_force, build_xnor_image, random_eie_image, random_inputs,
-                       random_xnor_image)
+from factories import (XNOR_MAP_NETWORKS, P, brute_force, build_xnor_image, power_of_two_eie_image,
+                       random_eie_image, random_inputs, random_xnor_image)
 
 import eiex.sim.testbenches.runner as runner
 from eiex.hw.eie import golden as eie_golden
@@ -91,6 +91,25 @@ def test_eie_verilog_equals_golden_and_amaranth(simulator, name, in_valid, out_r
     assert stats["simulator"] == simulator and stats["engine"] == "eie"
     assert stats["sim_cycles"] > stats["total"]["cycles"] and stats["cycles_per_second"] > 0
     json.dumps(stats)  # S.json material as it is
+
+
+@pytest.mark.skipif(not have_verilator(), reason="verilator is not installed")
+def test_eie_shift_mac_verilog_equals_golden_and_amaranth(cache):
+    """The shift MAC's Verilog (codebook of 0, +1, -1, +2**(weight_bits - 2), -2**(weight_bits - 1)
+    and more powers of two, written through the load interface) on Verilator: bit-exact, and the
+    statistics of the Amaranth testbench and of the cycle model."""
+    params = P(3, act_bits=10, weight_bits=8)
+    image = power_of_two_eie_image(params, [11, 9, 7], density=0.5, seed=3)
+    x = random_inputs(params, 11, 3, seed=3, zeros=0.3)
+    lo, hi = params.act_range()
+    x[1] = np.where(np.arange(11) % 2, lo, hi)
+    outputs, stats = simulate("eie", image, x, mac="shift", cache_dir=cache)
+    np.testing.assert_array_equal(outputs, eie_golden.run(image, x))
+    _, amaranth_stats = eie_amaranth(image, x, mac="shift")
+    assert stats["samples"] == amaranth_stats
+    hw = HwParams.for_image(image, mac="shift")
+    assert stats["samples"] == [{k: m[k] for k in ("cycles", "compute_cycles", "ideal_cycles")}
+                                for m in (engine_cycles(image, v, hw) for v in x)]
 
 
 @pytest.mark.parametrize("simulator, name, in_valid, out_ready, preload", SIM_RUNS)

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Both engines synthesize with Yosys ``synth_ecp5`` at their smallest and their default size, and
-synthesis keeps them: their memories in block or distributed RAM, one multiplier per EIE PE, logic
-for every XNOR lane. (Fmax and run times are benchmarks, not tested: ``eiex bench``.)"""
+synthesis keeps them: their memories in block or distributed RAM, one multiplier per EIE PE (none
+with the shift MAC), logic for every XNOR lane. (Fmax and run times are benchmarks, not tested: ``eiex bench``.)"""
 
 import re
 
@@ -26,8 +26,8 @@ RAM = ("DP16KD", "PDPW16KD", "TRELLIS_DPR16X4")
 BLOCK_RAM = {"DP16KD", "PDPW16KD"}  # true and pseudo dual port
 
 
-def eie_engine(n_pe, **sizes):
-    return EieEngine(HwParams(engine=EngineParams(n_pe=n_pe), queue_depth=8, **sizes))
+def eie_engine(n_pe, mac="multiply", **sizes):
+    return EieEngine(HwParams(engine=EngineParams(n_pe=n_pe), queue_depth=8, mac=mac, **sizes))
 
 
 @pytest.fixture(scope="module", params=["smallest", "default"])
@@ -56,6 +56,12 @@ def matching(memories: dict, pattern: str) -> dict:
 def test_eie_keeps_one_multiplier_per_pe(eie_synth):
     sizes, r = eie_synth
     assert r["dsp"] >= sizes["n_pe"]
+
+
+def test_eie_shift_mac_has_no_multiplier():
+    """With ``mac="shift"`` every PE shifts: not one DSP block is left (2 PEs, the smallest sizes)."""
+    r = synthesize(ObservableTop(eie_engine(**{**EIE_SMALLEST, "n_pe": 2}, mac="shift")), "ecp5")
+    assert r["dsp"] == 0 and r["luts"] > 0
 
 
 def test_eie_keeps_every_image_memory_in_ram(eie_synth):

@@ -41,6 +41,8 @@ def add_parser(sub) -> None:
                    help="part the INQ row's engine is built for, with and without the shift MAC (default ecp5-85k; "
                         "'none' skips the builds)")
     p.add_argument("--pes", type=int, default=8, help="EIE processing elements (default 8)")
+    p.add_argument("--build-pes", type=int, default=2,
+                   help="PEs of the INQ row's two builds (default 2: at 8 the shift MAC routes for an hour)")
     p.add_argument("--digits", type=int, default=1000, help="test digits the cycle model averages over (default 1000)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows an earlier run into the same --out finished (and its compress outputs)")
@@ -76,10 +78,10 @@ def run_methods(args) -> int:
     """``eiex bench methods``: the comparison table of the compression methods."""
     from eiex.sim.benchmarks.methods import run_methods as bench
 
-    if args.pes < 1 or args.digits < 1:
-        raise EiexError("--pes and --digits must be positive")
+    if args.pes < 1 or args.digits < 1 or args.build_pes < 1:
+        raise EiexError("--pes, --build-pes and --digits must be positive")
     summary = bench(args.out, quick=args.quick, part=None if args.part == "none" else args.part, n_pe=args.pes,
-                    digits=args.digits, rows=args.rows, resume=args.resume, log=log)
+                    digits=args.digits, rows=args.rows, resume=args.resume, build_pes=args.build_pes, log=log)
     print((args.out / "methods.md").read_text(), end="")
     print(f"{len(summary['rows'])} rows in {summary['seconds'] / 60:.1f} min; methods.json and methods.md in {args.out}/")
     return 0

@@ -14,7 +14,8 @@ baseline in its method alone:
   neurons left without inputs or outputs removed;
 - ``ternary``: from the pruned weights, TWN's ``{-a, 0, +a}`` per layer (2-bit codes);
 - ``pow2``: from the pruned weights, INQ's powers of two; the one row whose hardware changes: the
-  engine is built with the multiplier (``--mac multiply``) and with the shifter (``--mac shift``);
+  engine (re-encoded for :data:`BUILD_PES` PEs) is built with the multiplier (``--mac multiply``)
+  and with the shifter (``--mac shift``);
 - ``linear``: from the pruned weights, uniform levels at the baseline's bits per layer (k-means vs
   linear at equal bits); ``linear8``: the same at 8 bits (INT8);
 - ``lowrank``: from the dense weights, truncated SVD of every layer at a relative error budget,
@@ -61,6 +62,9 @@ ROWS = (
 QUICK_RECIPE = {"train": {"epochs": 3}, "prune": {"epochs": 1, "steps": 2, "sensitivity": [0.0, 0.5]},
                 "share": {"epochs": 1}, "quantize": {"epochs": 1}}
 PES = 8
+#: PEs of the INQ row's two builds (one per MAC): at 8 PEs the shift MAC's place and route took
+#: over an hour on this machine, at 2 PEs about a minute
+BUILD_PES = 2
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -125,7 +129,7 @@ def row_of(key: str, what: str, start: str, report: dict, seconds: float) -> dic
 
 
 def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | None = "ecp5-85k", n_pe: int = PES,
-                digits: int = 1000, rows=None, resume: bool = False, log=print) -> dict:
+                digits: int = 1000, rows=None, resume: bool = False, build_pes: int = BUILD_PES, log=print) -> dict:
     """Every row of :data:`ROWS` (or the keys ``rows``) into ``out/<key>``; writes ``methods.json``
     and ``methods.md`` and returns the former's content. Each finished row is also kept as
     ``out/<key>.json``; with ``resume``, a row kept so is not run again, and a row whose compress
@@ -134,6 +138,7 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
     from eiex.sim.engines import get_engine
     from eiex.sw.compress.pipeline import compress
     from eiex.sw.data import load_dataset
+    from eiex.sw.images.eie.encode import with_pes
     from eiex.sw.models import build_model
 
     chosen = [row for row in ROWS if rows is None or row[0] in rows]
@@ -181,8 +186,10 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
             row.update(figures)
             get_engine("eie").write_image(image, out / f"{key}-image", force=True)
             if key == "pow2" and part is not None:
-                row["builds"] = {mac: build_figures(image, part, out / f"{key}-build-{mac}", mac, log)
+                built = with_pes(image, build_pes)
+                row["builds"] = {mac: build_figures(built, part, out / f"{key}-build-{mac}", mac, log)
                                  for mac in ("multiply", "shift")}
+                row["build_pes"] = build_pes
             (out / f"{key}.json").write_text(json.dumps(row, indent=2) + "\n")
         results.append(row)
         log(f"{key}: {row['compressed_bytes']:,} bytes ({row['ratio']:.1f}x), error {row['error']:.2%} "
@@ -206,7 +213,7 @@ def markdown(summary: dict) -> str:
                      f"{row['engine_error']:.2%} | {row['cycles']:,.0f} | {bits} |")
     for row in summary["rows"]:
         if "builds" in row:
-            lines += ["", f"{row['key']} on the {summary['part']}, {summary['pes']} PEs:", "",
+            lines += ["", f"{row['key']} on the {summary['part']}, {row['build_pes']} PEs:", "",
                       "| MAC | LUT4 | DSP | block RAM | Fmax | build time |", "|---|---|---|---|---|---|"]
             for mac, b in row["builds"].items():
                 fmax = f"{b['fmax_mhz']:.1f} MHz" if b.get("fmax_mhz") else "-"

@@ -98,3 +98,29 @@ def test_a_resumed_run_keeps_the_finished_rows_and_compresses_nothing(bench, mon
     again = methods.run_methods(out, quick=True, rows=ROWS, part=None, digits=10, resume=True, log=lambda *_: None)
     assert [{k: v for k, v in row.items() if k != "seconds"} for row in again["rows"]] == \
         [{k: v for k, v in row.items() if k != "seconds"} for row in summary["rows"]]
+
+
+def test_the_inq_row_is_built_with_each_mac_at_the_build_pes(bench, monkeypatch):
+    """The builds themselves (minutes of place and route) belong to the benchmark; here each is
+    recorded: both MACs, the INQ row's image re-encoded for the build PEs, every codebook entry a
+    power of two as --mac shift requires."""
+    from eiex.sw.compress.methods.inq import is_pow2_codebook
+
+    out, _ = bench
+    built = []
+
+    def record(image, part, folder, mac, log):
+        built.append((image.engine.n_pe, mac, part))
+        assert is_pow2_codebook(image.codebook.astype(float)).all()
+        return {"luts": 1, "dsps": 0 if mac == "shift" else image.engine.n_pe, "brams": 1, "fmax_mhz": 100.0,
+                "seconds": 0.0}
+
+    monkeypatch.setattr(methods, "build_figures", record)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(methods, "QUICK_RECIPE", ONE_EPOCH)
+        summary = methods.run_methods(out, quick=True, rows=("deep-compression", "pow2"), part="ecp5-85k",
+                                      digits=10, resume=True, build_pes=3, log=lambda *_: None)
+    assert built == [(3, "multiply", "ecp5-85k"), (3, "shift", "ecp5-85k")]
+    row = summary["rows"][-1]
+    assert row["build_pes"] == 3 and set(row["builds"]) == {"multiply", "shift"}
+    assert "pow2 on the ecp5-85k, 3 PEs:" in (out / "methods.md").read_text()

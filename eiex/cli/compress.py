@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
                          help="how surviving weights become codes: kmeans (Deep Compression, the default), linear "
                               "(uniform levels per layer), ternary (TWN), pow2 (INQ's powers of two)")
     methods.add_argument("--l1", type=float, metavar="STRENGTH",
-                         help="L1 penalty on every weight during dense training ([sparsity] l1)")
+                         help="L1 penalty on every weight in dense training and pruning's retraining ([sparsity] l1)")
     methods.add_argument("--remove-neurons", action="store_true", default=None,
                          help="after pruning, remove hidden neurons left without inputs or outputs "
                               "([sparsity] remove_neurons; fully connected models)")

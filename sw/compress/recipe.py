@@ -52,8 +52,8 @@ class Quantize:
 
 @dataclass(frozen=True)
 class Sparsity:
-    """``l1``: strength of the L1 penalty on every weight during dense training; ``remove_neurons``:
-    after pruning, hidden neurons left without inputs or outputs are removed."""
+    """``l1``: strength of the L1 penalty on every weight in dense training and pruning's retraining;
+    ``remove_neurons``: after pruning, hidden neurons left without inputs or outputs are removed."""
 
     l1: float = 0.0
     remove_neurons: bool = False

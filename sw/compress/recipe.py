@@ -3,8 +3,10 @@
 Each built-in model has a recipe (``sw/compress/recipes/<model>.toml``) that reaches the Deep
 Compression targets on MNIST-5k, and ``<model>@<dataset>.toml`` merged over it where a dataset
 needs its own tuning (``lenet300@mnist.toml``); a user's model gets ``recipes/default.toml``, its
-``[defaults.*]`` tables applied per layer. A ``--recipe FILE.toml`` overrides any part of either. Every key is checked: an
-unknown section, key or layer, or a value out of range, is an error naming it.
+``[defaults.*]`` tables applied per layer. A ``--recipe FILE.toml`` overrides any part of either.
+The optional tables ``[quantize]``, ``[distill]``, ``[sparsity]`` and ``[lowrank]`` choose the
+other compression methods (absent: Deep Compression alone). Every key is checked: an unknown
+section, key or layer, or a value out of range, is an error naming it.
 """
 
 from __future__ import annotations

@@ -99,12 +99,6 @@ def folder_teacher(folder: Path, sample_shape: tuple[int, ...]):
     return logits
 
 
-def folder_logits(folder: Path, raw_images: np.ndarray) -> torch.Tensor:
-    """Logits of a ``compress`` or ``binarize`` output folder's network on raw images."""
-    raw = np.asarray(raw_images)
-    return folder_teacher(folder, raw.shape[1:])(torch.from_numpy(raw))
-
-
 def _checked(logits: torch.Tensor, source: str) -> torch.Tensor:
     if logits.dim() != 2:
         raise EiexError(f"teacher {source} returns {tuple(logits.shape)} per batch, not (batch, classes) logits")

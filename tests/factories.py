@@ -163,3 +163,42 @@ def power_of_two_eie_image(params, sizes, density, seed, relu=(True, False), wei
         layers.append(IntLayer(codes, codebook, rng.integers(-b_max, b_max, rows), relu=relu[l % len(relu)],
                                weight_frac=frac))
     return build_image(layers, params)
+
+
+def run_eie_reloaded(hw, images, x) -> list[np.ndarray]:
+    """Each EIE image loaded word by word (zeros included) through the load interface of one
+    engine, one after the other without a reset, each then run on the inputs ``x``: the outputs
+    per image."""
+    from amaranth.sim import Simulator
+
+    from eiex.hw.eie.engine import EieEngine
+    from eiex.hw.eie.memory_map import load_writes
+
+    dut = EieEngine(hw)
+    results = []
+
+    async def bench(ctx):
+        ctx.set(dut.output.ready, 1)
+        for image in images:
+            for w in load_writes(image, hw):
+                ctx.set(dut.load.payload, w)
+                ctx.set(dut.load.valid, 1)
+                await ctx.tick().until(dut.load.ready)
+            ctx.set(dut.load.valid, 0)
+            out = []
+            for vec in x:
+                for v in vec:
+                    ctx.set(dut.input.payload, int(v))
+                    ctx.set(dut.input.valid, 1)
+                    await ctx.tick().until(dut.input.ready)
+                ctx.set(dut.input.valid, 0)
+                for _ in range(image.outputs):
+                    (value,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
+                    out.append(value)
+            results.append(np.array(out).reshape(len(x), -1))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return results

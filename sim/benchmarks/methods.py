@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eiex.sw.compress.recipe import merge_tables
+
 #: where a row starts: its own dense training, the baseline's dense weights, or the baseline's
 #: pruned (and retrained) weights, whose zeros are kept and not retrained further
 OWN_DENSE, BASELINE_DENSE, BASELINE_PRUNED = "own dense", "baseline dense", "baseline pruned"
@@ -67,19 +69,11 @@ PES = 8
 BUILD_PES = 2
 
 
-def _merge(base: dict, over: dict) -> dict:
-    merged = dict(base)
-    for key, value in over.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
-
-
 def row_recipe(key: str, tables: dict, start: str, model_layers, quick: bool) -> dict:
-    recipe = _merge(QUICK_RECIPE, tables) if quick else dict(tables)
+    recipe = merge_tables(QUICK_RECIPE, tables) if quick else dict(tables)
     layers = {name: {} for name in model_layers}
     if start == BASELINE_PRUNED:
-        recipe = _merge(recipe, KEEP_PRUNED)
+        recipe = merge_tables(recipe, KEEP_PRUNED)
         recipe["quantize"] = {"epochs": QUANTIZE_EPOCHS, **recipe.get("quantize", {})}
         layers = {name: {"quality": 0.0} for name in model_layers}
     if key == "linear8":

@@ -115,7 +115,7 @@ def builtin_table(model_name: str, dataset: str | None) -> dict:
     """``<model>.toml``, with ``<model>@<dataset>.toml`` over it where a dataset has its own tuning."""
     table = tomllib.loads(builtin_recipe_text(model_name))
     if dataset is not None and has_builtin_recipe(f"{model_name}@{dataset}"):
-        table = _merge(table, tomllib.loads(builtin_recipe_text(f"{model_name}@{dataset}")))
+        table = merge_tables(table, tomllib.loads(builtin_recipe_text(f"{model_name}@{dataset}")))
     return table
 
 
@@ -132,11 +132,12 @@ def default_recipe_table(model: CompressibleModel) -> dict:
     return table
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge_tables(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys over it, sub-tables merged key by key."""
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_tables(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -161,19 +162,18 @@ class _Reader:
         self.used.add(key)
         return self.table.get(key, {})
 
-    def boolean(self, key, default: bool) -> bool:
+    def _typed(self, key, default, kind: type, what: str):
         self.used.add(key)
         value = self.table.get(key, default)
-        if not isinstance(value, bool):
-            raise EiexError(f"recipe: [{self.where}] {key} must be true or false, not {value!r}")
+        if not isinstance(value, kind):
+            raise EiexError(f"recipe: [{self.where}] {key} must be {what}, not {value!r}")
         return value
 
+    def boolean(self, key, default: bool) -> bool:
+        return self._typed(key, default, bool, "true or false")
+
     def text(self, key, default: str) -> str:
-        self.used.add(key)
-        value = self.table.get(key, default)
-        if not isinstance(value, str):
-            raise EiexError(f"recipe: [{self.where}] {key} must be a string, not {value!r}")
-        return value
+        return self._typed(key, default, str, "a string")
 
     def integer(self, key, lo, hi=None):
         value = self._get(key)
@@ -321,7 +321,7 @@ def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | di
     by ``overrides`` (the command line's flags, as tables)."""
     table = builtin_table(model_name, dataset) if has_builtin_recipe(model_name) else default_recipe_table(model)
     if isinstance(path, dict):
-        table = _merge(table, path)
+        table = merge_tables(table, path)
     elif path is not None:
         path = Path(path)
         try:
@@ -332,7 +332,7 @@ def load_recipe(model_name: str, model: CompressibleModel, path: str | Path | di
             raise EiexError(f"cannot read recipe {path}: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise EiexError(f"recipe {path} is not valid TOML: {e}") from None
-        table = _merge(table, override)
+        table = merge_tables(table, override)
     if overrides:
-        table = _merge(table, overrides)
+        table = merge_tables(table, overrides)
     return parse_recipe(table, model)

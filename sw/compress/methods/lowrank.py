@@ -21,19 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from eiex.errors import EiexError
+from eiex.sw.compress.methods.arrays import real_weights
 
 
 def _matrix(w) -> np.ndarray:
     w = np.asarray(w)
     if w.ndim != 2:
         raise EiexError(f"low-rank factorization needs a 2-D (out, in) weight matrix, not {w.ndim}-D")
-    if w.size == 0:
-        raise EiexError("weights are empty")
-    if not np.issubdtype(w.dtype, np.number) or np.issubdtype(w.dtype, np.complexfloating):
-        raise EiexError(f"weights must be real numbers, not {w.dtype}")
-    if not np.all(np.isfinite(w)):
-        raise EiexError("weights contain NaN or infinite values")
-    return w
+    return real_weights(w)
 
 
 def _check_rank(rank, shape: tuple[int, int]) -> int:

@@ -10,7 +10,6 @@ from eiex.hw.eie import golden
 from eiex.hw.eie.cycles import LAYER_LATENCY, engine_cycles, ideal_cycles, pipeline_latency
 from eiex.hw.eie.engine import EieEngine
 from eiex.hw.eie.lnzd import LeadingNonZero
-from eiex.hw.eie.memory_map import load_writes
 from eiex.hw.eie.params import HwParams
 from eiex.sim.pysim.eie import simulate
 from eiex.hw.eie.verilog import to_verilog
@@ -18,7 +17,7 @@ from eiex.sim.tools.lint import have_verilator, lint
 from eiex.sw.images.eie.encode import IntLayer, build_image
 from eiex.sw.images.eie.image import EngineParams
 from eiex.errors import EiexError
-from factories import P, random_eie_image as random_image, random_inputs
+from factories import P, random_eie_image as random_image, random_inputs, run_eie_reloaded
 
 
 # (id, params, layer sizes, image options, queue depth)
@@ -116,34 +115,8 @@ def test_reload_another_image_at_run_time():
     params = P(3, idx_bits=2)
     images = [random_image(params, [9, 8, 6], density=d, seed=s) for d, s in ((0.6, 21), (0.3, 22))]
     hw = HwParams(params, max_width=9, max_layers=2, spmat_depth=40, ptr_depth=20, bias_depth=8)
-    dut = EieEngine(hw)
     x = random_inputs(params, 9, 2, seed=21)
-    results = []
-
-    async def bench(ctx):
-        ctx.set(dut.output.ready, 1)
-        for image in images:
-            for w in load_writes(image, hw):  # every word, zeros included
-                ctx.set(dut.load.payload, w)
-                ctx.set(dut.load.valid, 1)
-                await ctx.tick().until(dut.load.ready)
-            ctx.set(dut.load.valid, 0)
-            out = []
-            for vec in x:
-                for v in vec:
-                    ctx.set(dut.input.payload, int(v))
-                    ctx.set(dut.input.valid, 1)
-                    await ctx.tick().until(dut.input.ready)
-                ctx.set(dut.input.valid, 0)
-                for _ in range(image.outputs):
-                    (value,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
-                    out.append(value)
-            results.append(np.array(out).reshape(len(x), -1))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    results = run_eie_reloaded(hw, images, x)
     for image, out in zip(images, results):
         np.testing.assert_array_equal(out, golden.run(image, x))
 

@@ -11,15 +11,13 @@ from amaranth.sim import Simulator
 from eiex.errors import EiexError
 from eiex.hw.eie import golden
 from eiex.hw.eie.cycles import engine_cycles
-from eiex.hw.eie.engine import EieEngine
 from eiex.hw.eie.mac import Product, ShiftEncoder, codebook_init, shift_code
-from eiex.hw.eie.memory_map import load_writes
 from eiex.hw.eie.params import HwParams
 from eiex.sim.pysim.eie import simulate
 from eiex.sw.images.eie.encode import IntLayer, build_image
 from eiex.sw.images.eie.powers import check_shift_codebook, is_power_of_two_codebook
 from eiex.sw.images.words import to_unsigned
-from factories import P, power_of_two_eie_image, random_eie_image, random_inputs
+from factories import P, power_of_two_eie_image, random_eie_image, random_inputs, run_eie_reloaded
 
 
 def reference_code(value: int, weight_bits: int) -> dict:
@@ -137,34 +135,8 @@ def test_shift_engine_reloaded_at_run_time():
     images = [power_of_two_eie_image(params, [9, 8, 6], density=d, seed=s) for d, s in ((0.6, 21), (0.4, 22))]
     assert images[1].layer_codebook(0).tolist() != images[0].layer_codebook(0).tolist()
     hw = HwParams(params, max_width=9, max_layers=2, spmat_depth=40, ptr_depth=20, bias_depth=8, mac="shift")
-    dut = EieEngine(hw)
     x = random_inputs(params, 9, 2, seed=21)
-    results = []
-
-    async def bench(ctx):
-        ctx.set(dut.output.ready, 1)
-        for image in images:
-            for w in load_writes(image, hw):  # every word, zeros included
-                ctx.set(dut.load.payload, w)
-                ctx.set(dut.load.valid, 1)
-                await ctx.tick().until(dut.load.ready)
-            ctx.set(dut.load.valid, 0)
-            out = []
-            for vec in x:
-                for v in vec:
-                    ctx.set(dut.input.payload, int(v))
-                    ctx.set(dut.input.valid, 1)
-                    await ctx.tick().until(dut.input.ready)
-                ctx.set(dut.input.valid, 0)
-                for _ in range(image.outputs):
-                    (value,) = await ctx.tick().sample(dut.output.payload).until(dut.output.valid)
-                    out.append(value)
-            results.append(np.array(out).reshape(len(x), -1))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    results = run_eie_reloaded(hw, images, x)
     for image, out in zip(images, results):
         np.testing.assert_array_equal(out, golden.run(image, x))
 

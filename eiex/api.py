@@ -94,12 +94,14 @@ def write_compressed(result, out, force: bool = False) -> Path:
     return result.save(out, force)
 
 
-def export_eie(model_folder, n_pe: int = DEFAULT_PES, *, balance: bool = False, **engine_params):
-    """The EIE image of an ``eiex compress`` output folder (``engine_params``: ``idx_bits``,
-    ``act_bits``, ...; see ``eie-image.md``)."""
+def export_eie(model_folder, n_pe: int = DEFAULT_PES, *, balance: bool = False, mac: str = DEFAULT_MAC,
+               **engine_params):
+    """The EIE image of an ``eiex compress`` output folder for an engine whose MAC is ``mac``
+    (``"index"``: identity codebooks; ``"shift"``: refused unless every codebook entry is 0 or a signed
+    power of two), ``engine_params``: ``idx_bits``, ``act_bits``, ...; see ``eie-image.md``."""
     from eiex.sw.images.eie.export import export_model_folder
 
-    return export_model_folder(model_folder, n_pe, balance=balance, **engine_params)
+    return export_model_folder(model_folder, n_pe, balance=balance, mac=mac, **engine_params)
 
 
 def export_xnor(model_folder, *, pe=None, simd=None, target_interval=None, fire: str = "ge"):
@@ -126,7 +128,8 @@ def load_image(engine: str, folder):
 def to_verilog(engine: str, image, *, queue_depth: int = DEFAULT_QUEUE_DEPTH, mac: str = DEFAULT_MAC,
                preload: bool = False) -> str:
     """The Verilog of ``engine`` sized for ``image``; ``preload``: memories initialized from it;
-    ``mac``: EIE's MAC, ``"multiply"`` or ``"shift"`` (a codebook of powers of two, no multiplier)."""
+    ``mac``: EIE's MAC, ``"multiply"``, ``"shift"`` (a codebook of powers of two, no multiplier) or
+    ``"index"`` (identity codebooks, no codebook memory)."""
     spec = get_engine(engine)
     spec.check_image(image)
     hw = spec.hardware(image, queue_depth, mac)

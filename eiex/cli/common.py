@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 from eiex.errors import EiexError
-from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_PES, DEFAULT_QUEUE_DEPTH, MAC_KINDS
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_PES, DEFAULT_QUEUE_DEPTH
+from eiex.sw.images.eie.image import MAC_KINDS
 from eiex.sw.images.memfiles import FORMATS
 
 
@@ -152,8 +153,10 @@ def add_queue_depth(p, prefix: str = "") -> None:
 
 def add_mac(p, prefix: str = "") -> None:
     p.add_argument("--mac", choices=MAC_KINDS, default=DEFAULT_MAC,
-                   help=f"{prefix}what each PE does with a codebook entry: multiply (a DSP block, the default) or "
-                        "shift (no multiplier; every codebook entry must be 0 or a signed power of two)")
+                   help=f"{prefix}what each PE does with a weight's code: multiply by its codebook entry (a DSP "
+                        "block, the default), shift by it (no multiplier; every codebook entry must be 0 or a signed "
+                        "power of two), or multiply by the code itself (index: no codebook memory; the image's "
+                        "codebooks must be the identity, as export eie --mac index writes them)")
 
 
 ENGINE_PARAMS = (("idx-bits", "weight index width"), ("rel-bits", "relative row index width"),

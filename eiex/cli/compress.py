@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     methods.add_argument("--quantize", choices=QUANTIZERS,
                          help="how surviving weights become codes: kmeans (Deep Compression, the default), linear "
                               "(uniform levels per layer), ternary (TWN), pow2 (INQ's powers of two)")
+    methods.add_argument("--linear-scale", choices=("real", "pow2"),
+                         help="linear's per-layer scale: max|w| / levels (real, the default) or that rounded up to a "
+                              "power of two, so the index is the weight (pow2: for export/build with --mac index)")
     methods.add_argument("--l1", type=float, metavar="STRENGTH",
                          help="L1 penalty on every weight in dense training and pruning's retraining ([sparsity] l1)")
     methods.add_argument("--remove-neurons", action="store_true", default=None,
@@ -49,6 +52,7 @@ def method_overrides(args) -> dict:
             tables.setdefault(table, {})[key] = value
 
     put("quantize", "method", args.quantize)
+    put("quantize", "scale", args.linear_scale)
     put("sparsity", "l1", args.l1)
     put("sparsity", "remove_neurons", args.remove_neurons)
     put("lowrank", "error", args.low_rank)

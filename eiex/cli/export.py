@@ -6,9 +6,13 @@ from pathlib import Path
 
 from eiex.cli.common import add_engine_params, add_folding, add_output, describe_folding, engine_overrides, \
     engine_subparsers, formats
-from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_PES, MAC_KINDS
+from eiex.hw.eie.params import DEFAULT_MAC, DEFAULT_PES
+from eiex.sw.images.eie.image import MAC_KINDS
 
 FORMATS_HELP = "comma list of hex,bin,coe,mif,ihex (hex always)"
+#: what the summary line says of the image for each engine MAC
+MAC_NOTES = {"multiply": "", "shift": ", every codebook entry 0 or a signed power of two (--mac shift)",
+             "index": ", identity codebooks: the code is the weight (--mac index)"}
 
 
 def add_parser(sub) -> None:
@@ -24,7 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--balance", action="store_true", help="reorder hidden rows so PEs get equal work")
     p.add_argument("--mac", choices=MAC_KINDS, default=DEFAULT_MAC,
                    help="the engine the image is for: with shift, refuse (writing nothing) unless every codebook "
-                        "entry is 0 or a signed power of two; the image itself is the same (default multiply)")
+                        "entry is 0 or a signed power of two, the image itself the same; with index, write identity "
+                        "codebooks (the code is the weight), refusing weights that are not integers times one power "
+                        "of two per layer (default multiply)")
     add_engine_params(p)  # unset: idx_bits from the distinct values, act_frac calibrated, ptr_bits as needed
     add_output(p, "image folder")
     p.set_defaults(func=run_eie)
@@ -46,27 +52,24 @@ def run_eie(args) -> int:
     from eiex.sw.atomic import check_output_dir
     from eiex.sw.images.eie.export import engine_for, export_model, export_model_folder, layers_from_npz
     from eiex.sw.images.eie.files import write_image
-    from eiex.sw.images.eie.powers import check_shift_codebook
     from eiex.sw.npz import read_npz
 
     check_output_dir(args.out, args.force)
     overrides = engine_overrides(args)
     if args.model is not None:
-        image = export_model_folder(args.model, args.pes, balance=args.balance, **overrides)
+        image = export_model_folder(args.model, args.pes, balance=args.balance, mac=args.mac, **overrides)
     else:
         layers = layers_from_npz(read_npz(args.npz), str(args.npz))
-        image, _ = export_model(layers, engine_for(layers, args.pes, **overrides), input_norm=None, calibration=None,
-                                balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
-                                search_act_frac=args.act_frac is None)
-    if args.mac == "shift":
-        check_shift_codebook(image)
+        image, _ = export_model(layers, engine_for(layers, args.pes, mac=args.mac, **overrides), input_norm=None,
+                                calibration=None, balance=args.balance, auto_ptr_bits=args.ptr_bits is None,
+                                search_act_frac=args.act_frac is None, mac=args.mac)
     write_image(image, args.out, formats=args.formats, huffman_max_len=args.huffman, force=args.force)
     e = image.engine
     print(f"EIE image for {e.n_pe} PEs in {args.out}: act_frac {e.act_frac}, weight_frac "
           f"{', '.join(str(l.weight_frac) for l in image.layers)}, idx_bits {e.idx_bits}, rel_bits {e.rel_bits}, "
           f"{sum(len(pe.v) for pe in image.pes):,} entries; formats {','.join(args.formats)}"
           f"{', Huffman-coded streams' if args.huffman else ''}{', rows load-balanced' if args.balance else ''}"
-          f"{', every codebook entry 0 or a signed power of two (--mac shift)' if args.mac == 'shift' else ''}")
+          f"{MAC_NOTES[args.mac]}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A PE's product of a codebook entry and an activation: a multiplier, or a shifter (``HwParams.mac``).
+"""A PE's product of a weight and an activation: a multiplier, or a shifter (``HwParams.mac``).
 
 With ``mac == "multiply"`` the codebook memory holds the entries (signed ``weight_bits``) and
 :class:`Product` multiplies. With ``mac == "shift"`` every entry is 0 or a signed power of two
@@ -6,14 +6,16 @@ With ``mac == "multiply"`` the codebook memory holds the entries (signed ``weigh
 (:func:`shift_code_layout`): ``nonzero``, ``neg`` and ``k`` for ``w = (-1)**neg * 2**k``, or
 ``w = 0`` when ``nonzero`` is 0 (so a memory word of zeros, as after power-up or a load that skips
 zero words, is the weight 0). :class:`ShiftEncoder` converts an entry on the memory's write path,
-:func:`codebook_init` at elaboration; :class:`Product` then shifts.
+:func:`codebook_init` at elaboration; :class:`Product` then shifts. With ``mac == "index"`` there is
+no codebook memory: the weight is the entry's code itself, a signed ``idx_bits`` integer
+(:mod:`eiex.sw.images.eie.identity`), and :class:`Product` multiplies by it (a narrower multiplier).
 
 ``k`` is the entry's lowest set bit: for ``+-2**k`` in two's complement that is ``k`` for both
 signs, so the encoder is a priority encoder on the entry's bits with no absolute value first.
 
 The product takes the same two register stages either way (``E4``, ``E5`` of
-:mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for both. In
-both, the first stage only registers the codebook word: the block RAM's output is slow (the first
+:mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for all three. In
+all, the first stage only registers the codebook word: the block RAM's output is slow (the first
 shift MAC negated there, and that read was its critical path: 99.01 MHz on the ECP5-85F at 8 PEs,
 against 111.77 for the multiplier; ``docs/benchmarks.md``).
 """
@@ -44,9 +46,9 @@ def shift_code(value: int) -> dict:
 
 
 def codebook_shape(hw: HwParams):
-    """The shape of a codebook memory word."""
+    """The shape of a decoded weight: a codebook memory word, or (``index``) the code itself."""
     e = hw.engine
-    return shift_code_layout(e.weight_bits) if hw.mac == "shift" else signed(e.weight_bits)
+    return {"shift": shift_code_layout(e.weight_bits), "index": signed(e.idx_bits)}.get(hw.mac, signed(e.weight_bits))
 
 
 def codebook_init(hw: HwParams, words) -> list:
@@ -106,7 +108,7 @@ class Product(wiring.Component):
     a : In(signed(act_bits))
         The activation.
     w : In(codebook_shape(hw))
-        The codebook memory's word (registered data), in the same cycle as ``a``.
+        The decoded weight (registered data), in the same cycle as ``a``.
     p : Out(signed(act_bits + weight_bits))
         ``w * a``, two cycles later.
     """

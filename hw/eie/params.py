@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from eiex.sw.images.eie.image import EieImage, EngineParams
+from eiex.sw.images.eie.identity import check_identity_codebook
+from eiex.sw.images.eie.image import DEFAULT_MAC, EieImage, EngineParams, check_mac
 from eiex.sw.images.eie.powers import check_shift_codebook
 from eiex.errors import EiexError
 
@@ -23,10 +24,6 @@ DEFAULT_QUEUE_DEPTH = 8
 #: entries of the control unit's column queue between the LNZD scan and the broadcast stages
 #: (two keep one column per cycle flowing; the scan then never waits on the broadcast's handshake)
 COLUMN_QUEUE_DEPTH = 2
-#: what a PE's MAC does with a codebook entry: multiply by it, or shift by it (every entry 0 or a
-#: signed power of two; :mod:`eiex.hw.eie.mac`)
-MAC_KINDS = ("multiply", "shift")
-DEFAULT_MAC = "multiply"
 
 
 def _check_positive(name: str, value) -> None:
@@ -62,6 +59,9 @@ class HwParams:
         ``"multiply"``: each PE multiplies the activation by the codebook entry (a DSP block).
         ``"shift"``: each PE shifts it (no multiplier); runs only images whose codebook entries
         are all 0 or a signed power of two.
+        ``"index"``: each PE multiplies by the weight's code itself, read as a signed ``idx_bits``
+        integer (no codebook memory, a narrower multiplier); runs only images whose codebooks are
+        the identity on the codes they use.
     """
 
     engine: EngineParams
@@ -86,8 +86,10 @@ class HwParams:
                             f"cycle late), not {self.queue_depth}")
         if self.ptr_depth < 2:
             raise EiexError(f"ptr_depth must be at least 2 (one layer's two pointers), not {self.ptr_depth}")
-        if self.mac not in MAC_KINDS:
-            raise EiexError(f"mac must be one of {', '.join(MAC_KINDS)}, not {self.mac!r}")
+        check_mac(self.mac)
+        if self.mac == "index" and self.engine.idx_bits > self.engine.weight_bits:
+            raise EiexError(f"mac index takes a code as the weight, so idx_bits ({self.engine.idx_bits}) must not "
+                            f"exceed weight_bits ({self.engine.weight_bits})")
 
     @classmethod
     def for_image(cls, image: EieImage, queue_depth: int = DEFAULT_QUEUE_DEPTH, window_slots: int | None = None,
@@ -117,6 +119,8 @@ class HwParams:
             raise EiexError(f"weight_frac must be below {1 << WEIGHT_FRAC_BITS}")
         if self.mac == "shift":
             check_shift_codebook(image)
+        elif self.mac == "index":
+            check_identity_codebook(image)
 
     # ---- derived sizes -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ Pipeline of one column ``j`` (one entry per cycle once running, no bubbles betwe
 * ``E1``: the word is registered (every memory's data is, before any logic: a block RAM's
   output is slow); ``E1w``: the entry is selected from it and registered;
 * ``E2``: ``r = r + z + 1`` (``r = z`` at a column's first entry); the codebook read is issued;
-* ``E3``: the weight is registered;
+* ``E3``: the weight is registered (with ``hw.mac == "index"``, the code itself: no codebook);
 * ``E4``: ``weight * a_j`` is registered (:class:`~eiex.hw.eie.mac.Product`, which registers both
   on their way in: a multiplier, or with ``hw.mac == "shift"`` a shifter); the accumulator read of
   row ``r`` is issued;
@@ -156,11 +156,15 @@ class ProcessingElement(wiring.Component):
                                             attrs=BLOCK_RAM)
         bias = m.submodules.bias = Memory(shape=signed(e.bias_bits), depth=hw.bias_depth,
                                           init=to_signed(init.get("bias", []), e.bias_bits).tolist(), attrs=BLOCK_RAM)
-        # the codebook holds each entry as the MAC uses it: the value, or its shift code (hw.mac)
-        codebook = m.submodules.codebook = Memory(shape=codebook_shape(hw), depth=hw.codebook_depth,
-                                                  init=codebook_init(hw, init.get("codebook", [])), attrs=BLOCK_RAM)
-        for mem, sel, word in ((spmat, ld.spmat, ld.data), (bias, ld.bias, ld.data),
-                               (codebook, ld.codebook, codebook_write_data(m, hw, ld.data))):
+        loaded = [(spmat, ld.spmat, ld.data), (bias, ld.bias, ld.data)]
+        codebook = None  # with mac "index" the code is the weight, and codebook loads are dropped
+        if hw.mac != "index":
+            # the codebook holds each entry as the MAC uses it: the value, or its shift code (hw.mac)
+            codebook = m.submodules.codebook = Memory(shape=codebook_shape(hw), depth=hw.codebook_depth,
+                                                      init=codebook_init(hw, init.get("codebook", [])),
+                                                      attrs=BLOCK_RAM)
+            loaded.append((codebook, ld.codebook, codebook_write_data(m, hw, ld.data)))
+        for mem, sel, word in loaded:
             wp = mem.write_port()
             m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(word)]
         # ping-pong accumulators: layer l accumulates in bank l % 2 while layer l - 1's bank is
@@ -257,12 +261,16 @@ class ProcessingElement(wiring.Component):
         m.d.comb += r_new.eq(Mux(e2["first"], e2["z"], r + e2["z"] + 1))
         with m.If(e2["valid"]):
             m.d.sync += r.eq(r_new)
-        cb_addr, cb_data = registered_read(m, codebook, "codebook")
-        m.d.comb += cb_addr.eq(lay.codebook_base + e2["v"])
+        if codebook is None:
+            weight = Signal(codebook_shape(hw), name="index_weight")
+            m.d.sync += weight.eq(e2["v"].as_signed())
+        else:
+            cb_addr, weight = registered_read(m, codebook, "codebook")
+            m.d.comb += cb_addr.eq(lay.codebook_base + e2["v"])
         m.d.sync += [e3["valid"].eq(e2["valid"]), e3["write"].eq(e2["valid"] & (e2["v"] != 0)), e3["r"].eq(r_new),
                      e3["a"].eq(e2["a"])]
         product = m.submodules.product = Product(hw)
-        m.d.comb += [product.a.eq(e3["a"]), product.w.eq(cb_data)]
+        m.d.comb += [product.a.eq(e3["a"]), product.w.eq(weight)]
         m.d.sync += [e4["valid"].eq(e3["valid"]), e4["write"].eq(e3["write"]), e4["r"].eq(e3["r"])]
         m.d.sync += [e5["valid"].eq(e4["valid"]), e5["write"].eq(e4["write"]), e5["r"].eq(e4["r"])]
         m.d.sync += [e6["valid"].eq(e5["valid"]), e6["write"].eq(e5["write"]), e6["r"].eq(e5["r"]),

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from eiex.sw.compress.methods.inq import inq_partition, pow2_exponents, pow2_shared, pow2_tensor
-from eiex.sw.compress.methods.linear import linear_quantize
+from eiex.sw.compress.methods.linear import linear_quantize, scale_of
 from eiex.sw.compress.methods.ternary import ternarize, ternary_tensor
 from eiex.sw.compress.pruning import Masks
 from eiex.sw.compress.recipe import Recipe
@@ -66,14 +66,14 @@ def train_straight_through(model: CompressibleModel, masks: Masks, project: dict
     fit(model, data, config, seed=seed, desc=desc, before_step=to_latent, after_step=to_projection, loss=loss)
 
 
-def _linear_projection(bits: int, mask: torch.Tensor) -> Projection:
+def _linear_projection(bits: int, mask: torch.Tensor, kind: str) -> Projection:
     levels = 2 ** (bits - 1) - 1
 
     def project(w: torch.Tensor) -> torch.Tensor:
         top = w[mask].abs().max() if mask.any() else w.new_zeros(())
         if top == 0:
             return torch.zeros_like(w)
-        scale = top / levels
+        scale = top / levels if kind == "real" else scale_of(float(top), bits, kind)
         return torch.round(w / scale).clamp(-levels, levels) * scale
 
     return project
@@ -87,14 +87,15 @@ def quantize_straight_through(model, masks, recipe: Recipe, data, *, seed, loss=
     """``linear`` or ``ternary``: project, retrain through the projection, then take the codes."""
     method = recipe.quantizer
     layers = model.layers()
-    project = {n: _linear_projection(recipe.layers[n].bits, masks.weight[n]) if method == "linear"
+    kind = recipe.quantize.scale
+    project = {n: _linear_projection(recipe.layers[n].bits, masks.weight[n], kind) if method == "linear"
                else _ternary_projection(masks.weight[n]) for n in layers}
     train_straight_through(model, masks, project, data, recipe.quantize.train, seed=seed, desc=f"{method} quantized",
                            loss=loss)
     shared = {}
     for name, layer in layers.items():
         w, mask = layer.weight.detach().numpy(), masks.weight[name].numpy()
-        shared[name] = linear_quantize(w, recipe.layers[name].bits, mask) if method == "linear" \
+        shared[name] = linear_quantize(w, recipe.layers[name].bits, mask, kind) if method == "linear" \
             else ternarize(w, mask)
     return shared
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from eiex.errors import EiexError
 from eiex.sw.compress.huffman import MAX_CODE_LEN
+from eiex.sw.compress.methods.linear import LINEAR_SCALES
 from eiex.sw.models import CompressibleModel
 from eiex.sw.teacher import Distill
 from eiex.sw.train import LR_SCHEDULES, TrainConfig
@@ -45,11 +46,13 @@ class LayerRecipe:
 @dataclass(frozen=True)
 class Quantize:
     """How surviving weights become codes; ``train`` is the straight-through (linear, ternary) or
-    incremental (pow2) retraining, ``steps`` INQ's quantized fractions."""
+    incremental (pow2) retraining, ``steps`` INQ's quantized fractions, ``scale`` linear's per-layer
+    scale (``real``, or ``pow2`` for the EIE engine's codebook-free ``--mac index``)."""
 
     method: str
     train: TrainConfig
     steps: tuple[float, ...] = INQ_STEPS
+    scale: str = "real"
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ class Recipe:
 
         quantize = {"method": self.quantizer}
         if self.quantize is not None:
-            quantize.update(cfg(self.quantize.train), steps=list(self.quantize.steps))
+            quantize.update(cfg(self.quantize.train), steps=list(self.quantize.steps), scale=self.quantize.scale)
         return {
             "train": cfg(self.train),
             "prune": {**cfg(self.prune), "steps": self.prune_steps, "sensitivity": list(self.sensitivity)},
@@ -273,10 +276,13 @@ def parse_recipe(table: dict, model: CompressibleModel) -> Recipe:
         layers=layers,
     )
     method = quantize.choice("method", QUANTIZERS, default="kmeans")
+    scale = quantize.choice("scale", LINEAR_SCALES, default="real")
+    if "scale" in quantize.table and method != "linear":
+        raise EiexError(f"recipe: [quantize] scale applies to method = \"linear\", not {method!r}")
     recipe = replace(
         recipe,
         quantize=None if method == "kmeans" and not quantize.table else Quantize(
-            method, quantize.train(defaults=recipe.prune), _inq_steps(quantize)),
+            method, quantize.train(defaults=recipe.prune), _inq_steps(quantize), scale),
         distill=Distill(distill.text("teacher", ""), distill.number("temperature", 0, lo_open=True, default=4.0),
                         distill.number("alpha", 0, 1, default=0.9)),
         sparsity=Sparsity(sparsity.number("l1", 0, default=0.0), sparsity.boolean("remove_neurons", False)),

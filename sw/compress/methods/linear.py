@@ -7,6 +7,12 @@ point 0: symmetric weights). With ``b`` bits and ``L = 2**(b-1) - 1`` (the symme
 
     s = max |w| / L,        q = clip(round_half_even(w / s), -L, L)
 
+With ``scale = "pow2"`` the scale is rounded up to a power of two, ``s = 2**ceil(log2(max |w| / L))``:
+``q`` then spans between ``L / 2`` and ``L`` levels (up to one bit of range is lost), but a weight is
+exactly ``q * 2**-f``, so in the EIE engine's fixed point (``weight_frac = f``) the integer weight *is*
+``q``: an engine built with ``--mac index`` multiplies by the index itself and needs no codebook
+memory (:mod:`eiex.sw.images.eie.identity`).
+
 In eiex's codes the index is the weight: a weight's code is ``q`` in ``b``-bit two's complement
 (``q = -1`` is code ``2**b - 1``), so code 0 is exactly ``q = 0``, and ``codebook[v] = signed(v) * s``
 for every ``v``, the unused ``-2**(b-1)`` entry set to 0. Pruned weights (``mask`` False) get
@@ -14,6 +20,8 @@ for every ``v``, the unused ``-2**(b-1)`` entry set to 0. Pruned weights (``mask
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -23,6 +31,8 @@ from eiex.sw.compress.methods.arrays import real_weights, weight_mask
 from eiex.sw.compress.sharing import SharedLayer
 
 MIN_BITS, MAX_BITS = 2, 12
+#: the scale of a layer: gemmlowp's real ``max |w| / L``, or that rounded up to a power of two
+LINEAR_SCALES = ("real", "pow2")
 
 
 def _check_bits(bits) -> int:
@@ -36,21 +46,39 @@ def _levels(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def linear_scale(w: np.ndarray, bits: int, mask: np.ndarray | None = None) -> float:
-    """``s = max |w| / (2**(bits-1) - 1)`` over the surviving weights; 0.0 if they are all zero."""
+def _check_kind(kind) -> str:
+    if kind not in LINEAR_SCALES:
+        raise EiexError(f"linear quantization scale must be one of {', '.join(LINEAR_SCALES)}, not {kind!r}")
+    return kind
+
+
+def scale_of(max_abs: float, bits: int, kind: str = "real") -> float:
+    """The scale for a largest surviving magnitude ``max_abs``: ``max_abs / L``, or (``pow2``) the
+    smallest power of two at least that; 0.0 when ``max_abs`` is 0."""
+    scale = float(max_abs) / _levels(bits)
+    if _check_kind(kind) == "real" or scale == 0:
+        return scale
+    mantissa, exponent = math.frexp(scale)  # scale = mantissa * 2**exponent, mantissa in [0.5, 1)
+    return math.ldexp(1.0, exponent - 1 if mantissa == 0.5 else exponent)
+
+
+def linear_scale(w: np.ndarray, bits: int, mask: np.ndarray | None = None, kind: str = "real") -> float:
+    """``s = max |w| / (2**(bits-1) - 1)`` over the surviving weights (rounded up to a power of two
+    with ``kind="pow2"``); 0.0 if they are all zero."""
     bits = _check_bits(bits)
     w = real_weights(w)
     mask = weight_mask(mask, w.shape)
     max_abs = float(np.max(np.where(mask, np.abs(w.astype(np.float64)), 0.0)))
-    return max_abs / _levels(bits)
+    return scale_of(max_abs, bits, kind)
 
 
-def linear_quantize(w: np.ndarray, bits: int, mask: np.ndarray | None = None) -> SharedLayer:
-    """The layer as ``bits``-bit two's-complement codes of ``q`` into ``codebook[v] = signed(v) * s``."""
+def linear_quantize(w: np.ndarray, bits: int, mask: np.ndarray | None = None, kind: str = "real") -> SharedLayer:
+    """The layer as ``bits``-bit two's-complement codes of ``q`` into ``codebook[v] = signed(v) * s``
+    (``kind``: the scale, :data:`LINEAR_SCALES`)."""
     bits = _check_bits(bits)
     w = real_weights(w)
     mask = weight_mask(mask, w.shape)
-    scale = linear_scale(w, bits, mask)
+    scale = linear_scale(w, bits, mask, kind)
     if scale > 0 and np.float32(scale) == 0:
         raise EiexError(f"the quantization scale {scale:.3g} underflows float32")
     levels = _levels(bits)

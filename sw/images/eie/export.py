@@ -2,8 +2,11 @@
 
 - Codebooks: a layer with at most ``2**idx_bits - 1`` distinct non-zero weights uses them as its
   codebook; a layer with more is clustered first (k-means, :mod:`eiex.sw.compress.sharing`).
+  For an engine built with ``mac="index"`` the codebook is the identity instead, and the codes are
+  the weights' integers (:mod:`eiex.sw.images.eie.identity`).
 - ``weight_frac`` per layer: the finest scale at which every codebook value fits ``weight_bits``
-  and every bias fits ``bias_bits`` (at ``act_frac + weight_frac``).
+  and every bias fits ``bias_bits`` (at ``act_frac + weight_frac``); for an identity codebook, the
+  scale of the weights' integers.
 - ``act_frac``: with calibration inputs, the candidate whose golden-model outputs agree best with
   the float model (most equal predictions, then the smallest squared error); without them, the
   value given in the engine parameters.
@@ -25,7 +28,9 @@ import numpy as np
 
 from eiex.sw.images.eie import arithmetic as golden
 from eiex.sw.images.eie.encode import IntLayer, build_image
-from eiex.sw.images.eie.image import EieImage, EngineParams
+from eiex.sw.images.eie.identity import identity_layer, needed_index_bits
+from eiex.sw.images.eie.powers import check_shift_codebook
+from eiex.sw.images.eie.image import DEFAULT_MAC, EieImage, EngineParams, check_mac
 from eiex.errors import EiexError
 from eiex.sw.npz import read_npz
 from eiex.sw.compress.sharing import share_layer
@@ -196,14 +201,20 @@ class SharedFloatLayer:
     bias: np.ndarray
     relu: bool
     name: str
+    weight_frac: int | None = None  # fixed (an identity codebook), else the finest that fits
 
 
 def share_and_order(layers: list[FloatLayer], params: EngineParams, balance: bool,
-                    activity: list[np.ndarray] | None = None) -> tuple[list[SharedFloatLayer], dict]:
+                    activity: list[np.ndarray] | None = None,
+                    identity: bool = False) -> tuple[list[SharedFloatLayer], dict]:
     shared, row_order = [], {}
     previous_order = None
     for l, layer in enumerate(layers):
-        codes, codebook = codebook_of(layer, params.idx_bits)
+        frac = None
+        if identity:
+            codes, codebook, frac = identity_layer(layer.weight, params.idx_bits, layer.name)
+        else:
+            codes, codebook = codebook_of(layer, params.idx_bits)
         bias = layer.bias
         column_activity = None if activity is None else activity[l]
         if previous_order is not None:
@@ -214,15 +225,21 @@ def share_and_order(layers: list[FloatLayer], params: EngineParams, balance: boo
             previous_order = balanced_row_order(codes, params.n_pe, column_activity)
             codes, bias = codes[previous_order], bias[previous_order]
             row_order[layer.name] = previous_order.tolist()
-        shared.append(SharedFloatLayer(codes, codebook, bias, layer.relu, layer.name))
+        shared.append(SharedFloatLayer(codes, codebook, bias, layer.relu, layer.name, frac))
     return shared, row_order
 
 
 def scale(layers: list[SharedFloatLayer], params: EngineParams) -> list[IntLayer]:
-    """Fixed point at ``params.act_frac``, each layer at its finest fitting ``weight_frac``."""
+    """Fixed point at ``params.act_frac``, each layer at its own ``weight_frac`` if it has one, else at
+    its finest fitting one."""
     scaled = []
     for layer in layers:
-        frac = choose_weight_frac(layer.codebook, layer.bias, params.act_frac, params)
+        frac = layer.weight_frac
+        if frac is None:
+            frac = choose_weight_frac(layer.codebook, layer.bias, params.act_frac, params)
+        elif not fits_signed(np.rint(layer.bias * 2.0 ** (frac + params.act_frac)), params.bias_bits):
+            raise EiexError(f"{layer.name}: a bias does not fit bias_bits = {params.bias_bits} at act_frac "
+                            f"{params.act_frac} + weight_frac {frac}")
         codebook = np.rint(layer.codebook * 2.0**frac).astype(np.int64)
         bias = np.rint(layer.bias * 2.0 ** (frac + params.act_frac)).astype(np.int64)
         scaled.append(IntLayer(layer.codes, codebook, bias, layer.relu, frac, layer.name))
@@ -237,8 +254,11 @@ def export_eie(
     calibration: np.ndarray | None = None,
     balance: bool = False,
     search_act_frac: bool = True,
+    mac: str = DEFAULT_MAC,
 ) -> tuple[EieImage, dict]:
-    """An image of ``layers`` and a record of the fixed-point choice.
+    """An image of ``layers`` for an engine whose MAC is ``mac``, and a record of the fixed-point
+    choice. ``mac="index"``: identity codebooks (or an error naming a layer whose weights do not allow
+    one); ``mac="shift"``: an error unless every codebook entry is 0 or a signed power of two.
 
     The input normalization's mean, if any, is folded into the first layer's bias; the image's
     ``input`` records the normalization that remains (mean 0).
@@ -249,6 +269,7 @@ def export_eie(
     otherwise ``params.act_frac`` is used as given. It also tells the load balancer how often each
     input is non-zero.
     """
+    check_mac(mac)
     if calibration is not None and input_norm is None:
         raise EiexError("calibration needs the input normalization (pixel_scale, mean, std)")
     if input_norm is not None:
@@ -258,7 +279,7 @@ def export_eie(
         values = float_activations(layers, calibration, input_norm)
         activity = [(x != 0).mean(axis=0) for x in values[:-1]]
         reference = values[-1]
-    shared, row_order = share_and_order(layers, params, balance, activity)
+    shared, row_order = share_and_order(layers, params, balance, activity, identity=mac == "index")
     searching = calibration is not None and search_act_frac
     candidates = range(params.act_bits - 1, -1, -1) if searching else [params.act_frac]
     best, tried = None, {}
@@ -271,6 +292,8 @@ def export_eie(
                 raise
             continue
         image.row_order = row_order
+        if mac == "shift":
+            check_shift_codebook(image)  # act_frac does not change the codebook: the first trial decides
         if not searching:
             return image, {"act_frac": act_frac}
         fixed = golden.run(image, golden.quantize_input(image, calibration)) / 2.0**act_frac
@@ -360,22 +383,26 @@ def calibration_images(dataset: str | None, limit: int = 10_000) -> np.ndarray |
     return train.reshape(len(train), -1)
 
 
-def export_model_folder(folder, n_pe: int, *, balance: bool = False, **overrides) -> EieImage:
-    """The image of an ``eiex compress`` output folder: its input normalization folded in, and
-    ``act_frac`` (unless given) calibrated on the training inputs of the dataset it was compressed
-    on, when they can be read. ``overrides``: engine parameters (``idx_bits``, ``act_bits``, ...)."""
+def export_model_folder(folder, n_pe: int, *, balance: bool = False, mac: str = DEFAULT_MAC, **overrides) -> EieImage:
+    """The image of an ``eiex compress`` output folder for an engine whose MAC is ``mac``: its input
+    normalization folded in, and ``act_frac`` (unless given) calibrated on the training inputs of the
+    dataset it was compressed on, when they can be read. ``overrides``: engine parameters
+    (``idx_bits``, ``act_bits``, ...)."""
     arrays, report = read_model_folder(folder)
     layers = layers_from_npz(arrays, str(Path(folder) / "compressed.npz"))
-    image, _ = export_model(layers, engine_for(layers, n_pe, **overrides), input_norm=report.get("input"),
+    image, _ = export_model(layers, engine_for(layers, n_pe, mac=mac, **overrides), input_norm=report.get("input"),
                             calibration=calibration_images(report.get("dataset")), balance=balance,
                             auto_ptr_bits=overrides.get("ptr_bits") is None,
-                            search_act_frac=overrides.get("act_frac") is None)
+                            search_act_frac=overrides.get("act_frac") is None, mac=mac)
     return image
 
 
-def engine_for(layers: list[FloatLayer], n_pe: int, **overrides) -> EngineParams:
-    """Engine parameters for these layers: idx_bits from their distinct values unless given."""
-    settings = {"n_pe": n_pe, "idx_bits": needed_idx_bits(layers), **{k: v for k, v in overrides.items() if v is not None}}
+def engine_for(layers: list[FloatLayer], n_pe: int, mac: str = DEFAULT_MAC, **overrides) -> EngineParams:
+    """Engine parameters for these layers: idx_bits, unless given, from their distinct values (for
+    ``mac="index"``: from the range of their integers)."""
+    idx_bits = needed_index_bits([l.weight for l in layers], [l.name for l in layers]) if mac == "index" \
+        else needed_idx_bits(layers)
+    settings = {"n_pe": n_pe, "idx_bits": idx_bits, **{k: v for k, v in overrides.items() if v is not None}}
     return EngineParams(**settings)
 
 
@@ -388,12 +415,13 @@ def export_model(
     balance: bool,
     auto_ptr_bits: bool,
     search_act_frac: bool = True,
+    mac: str = DEFAULT_MAC,
 ) -> tuple[EieImage, dict]:
     """``export_eie`` with pointer width grown to the largest PE when the caller did not fix it."""
     if auto_ptr_bits:
         params = replace(params, ptr_bits=32)
     image, info = export_eie(layers, params, input_norm=input_norm, calibration=calibration, balance=balance,
-                             search_act_frac=search_act_frac)
+                             search_act_frac=search_act_frac, mac=mac)
     if auto_ptr_bits:
         widest = max(int(pe.ptr.max(initial=0)) for pe in image.pes)
         image.engine = replace(image.engine, ptr_bits=max(16, widest.bit_length()))

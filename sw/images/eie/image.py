@@ -17,6 +17,18 @@ from eiex.errors import EiexError
 FORMAT = "eiex-eie-image"
 VERSION = 1
 
+#: what an engine's MAC does with a weight's code (:mod:`eiex.hw.eie.mac`): multiply by its codebook
+#: entry; shift by it (every entry 0 or a signed power of two, :mod:`.powers`); or multiply by the
+#: code itself, with no codebook memory (identity codebooks, :mod:`.identity`)
+MAC_KINDS = ("multiply", "shift", "index")
+DEFAULT_MAC = "multiply"
+
+
+def check_mac(mac) -> str:
+    if mac not in MAC_KINDS:
+        raise EiexError(f"mac must be one of {', '.join(MAC_KINDS)}, not {mac!r}")
+    return mac
+
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:

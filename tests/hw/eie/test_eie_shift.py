@@ -152,8 +152,8 @@ def not_powers_image():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: HwParams(P(2), mac="add"), "mac must be one of multiply, shift, not 'add'"),
-    (lambda: HwParams(P(2), mac=None), "mac must be one of multiply, shift, not None"),
+    (lambda: HwParams(P(2), mac="add"), "mac must be one of multiply, shift, index, not 'add'"),
+    (lambda: HwParams(P(2), mac=None), "mac must be one of multiply, shift, index, not None"),
     (lambda: HwParams.for_image(not_powers_image(), mac="shift").check_image(not_powers_image()),
      "^--mac shift needs every codebook entry to be 0 or a signed power of two; layer fc2 code 5 is 3$"),
     (lambda: check_shift_codebook(random_eie_image(P(2), [6, 4], 0.5, seed=1)),

@@ -202,3 +202,24 @@ def run_eie_reloaded(hw, images, x) -> list[np.ndarray]:
     sim.add_testbench(bench)
     sim.run()
     return results
+
+
+def identity_eie_image(params, sizes, density, seed, relu=(True, False), weight_frac=3):
+    """Random layers with identity codebooks (what ``mac="index"`` runs): ``codebook[v] = signed(v)``
+    (``idx_bits`` two's complement) for every code, and codes drawn over the whole range
+    ``0 .. 2**idx_bits - 1``; every layer uses the most negative code ``2**(idx_bits - 1)``, the
+    largest positive ``2**(idx_bits - 1) - 1``, and ``-1`` (code ``2**idx_bits - 1``)."""
+    rng = np.random.default_rng(seed)
+    b = params.idx_bits
+    v = np.arange(1 << b)
+    identity = np.where(v >= 1 << (b - 1), v - (1 << b), v)  # written out, not the library's signed_codes
+    layers = []
+    for l, (rows, cols) in enumerate(zip(sizes[1:], sizes[:-1])):
+        codes = (rng.random((rows, cols)) < density) * rng.integers(1, 1 << b, (rows, cols))
+        special = [1 << (b - 1), (1 << (b - 1)) - 1, (1 << b) - 1]
+        cells = rng.choice(rows * cols, size=len(special), replace=False)
+        codes.flat[cells] = special
+        b_max = min(1000, 1 << (params.bias_bits - 1))
+        layers.append(IntLayer(codes, identity.copy(), rng.integers(-b_max, b_max, rows), relu=relu[l % len(relu)],
+                               weight_frac=weight_frac))
+    return build_image(layers, params)

@@ -33,16 +33,16 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run_mnist)
     p = benches.add_parser("methods", help="LeNet-300-100 compressed by each method (Deep Compression, distillation, "
                            "L1 and neuron removal, TWN, INQ, linear, low-rank): size, error, EIE cycles, and the "
-                           "shift MAC's resources (about an hour on full MNIST)")
+                           "resources of the shift and index MACs (about an hour on full MNIST)")
     p.add_argument("--quick", action="store_true", help="MNIST-5k and a few epochs per stage (a minute or two)")
     p.add_argument("--rows", type=lambda text: tuple(text.split(",")),
                    help="comma-separated subset of the rows (default all): " + ", ".join(row[0] for row in METHOD_ROWS))
     p.add_argument("--part", default="ecp5-85k",
-                   help="part the INQ row's engine is built for, with and without the shift MAC (default ecp5-85k; "
-                        "'none' skips the builds)")
+                   help="part the engines of the INQ and linear-index rows are built for, each with the multiplier "
+                        "and with its own MAC (shift, index) (default ecp5-85k; 'none' skips the builds)")
     p.add_argument("--pes", type=int, default=8, help="EIE processing elements (default 8)")
     p.add_argument("--build-pes", type=int, default=2,
-                   help="PEs of the INQ row's two builds (default 2: at 8 the shift MAC routes for an hour)")
+                   help="PEs of those builds (default 2: at 8 the shift MAC routes for an hour)")
     p.add_argument("--digits", type=int, default=1000, help="test digits the cycle model averages over (default 1000)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows an earlier run into the same --out finished (and its compress outputs)")

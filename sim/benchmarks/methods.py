@@ -13,11 +13,14 @@ baseline in its method alone:
 - ``l1-neurons``: from the dense weights, pruning with an L1 penalty in its retraining, then hidden
   neurons left without inputs or outputs removed;
 - ``ternary``: from the pruned weights, TWN's ``{-a, 0, +a}`` per layer (2-bit codes);
-- ``pow2``: from the pruned weights, INQ's powers of two; the one row whose hardware changes: the
-  engine (re-encoded for :data:`BUILD_PES` PEs) is built with the multiplier (``--mac multiply``)
-  and with the shifter (``--mac shift``);
+- ``pow2``: from the pruned weights, INQ's powers of two; one of the two rows whose hardware
+  changes: the engine (re-encoded for :data:`BUILD_PES` PEs) is built with the multiplier
+  (``--mac multiply``) and with the shifter (``--mac shift``);
 - ``linear``: from the pruned weights, uniform levels at the baseline's bits per layer (k-means vs
-  linear at equal bits); ``linear8``: the same at 8 bits (INT8);
+  linear at equal bits); ``linear8``: the same at 8 bits (INT8); ``linear-index``: the same levels
+  with a power-of-two scale, exported with identity codebooks for the codebook-free engine
+  (``--mac index``), which is built with the multiplier and codebook memory (``--mac multiply``) and
+  without (``--mac index``);
 - ``lowrank``: from the dense weights, truncated SVD of every layer at a relative error budget,
   fine-tuned, then k-means sharing, no pruning.
 
@@ -57,6 +60,8 @@ ROWS = (
     ("pow2", "pruning + powers of two (INQ)", {"quantize": {"method": "pow2"}}, BASELINE_PRUNED),
     ("linear", "pruning + linear levels at the baseline's bits", {"quantize": {"method": "linear"}}, BASELINE_PRUNED),
     ("linear8", "pruning + linear 8-bit (INT8)", {"quantize": {"method": "linear"}}, BASELINE_PRUNED),
+    ("linear-index", "pruning + linear levels at the baseline's bits, power-of-two scale (codebook-free decode)",
+     {"quantize": {"method": "linear", "scale": "pow2"}}, BASELINE_PRUNED),
     ("lowrank", "low-rank SVD (error budget 0.3), 4 epochs of fine-tuning + k-means, no pruning",
      {"lowrank": {"error": 0.3}, "prune": {"steps": 1, "epochs": 4}}, BASELINE_DENSE),
 )
@@ -64,9 +69,11 @@ ROWS = (
 QUICK_RECIPE = {"train": {"epochs": 3}, "prune": {"epochs": 1, "steps": 2, "sensitivity": [0.0, 0.5]},
                 "share": {"epochs": 1}, "quantize": {"epochs": 1}}
 PES = 8
-#: PEs of the INQ row's two builds (one per MAC): at 8 PEs the shift MAC's place and route took
-#: over an hour on this machine, at 2 PEs about a minute
+#: PEs of the builds of the rows whose hardware changes (one per MAC): at 8 PEs the shift MAC's place
+#: and route took over an hour on this machine, at 2 PEs about a minute
 BUILD_PES = 2
+#: the rows whose hardware changes: the MAC their image is exported for, then the MACs built
+ROW_MACS = {"pow2": ("shift", ("multiply", "shift")), "linear-index": ("index", ("multiply", "index"))}
 
 
 def row_recipe(key: str, tables: dict, start: str, model_layers, quick: bool) -> dict:
@@ -83,17 +90,19 @@ def row_recipe(key: str, tables: dict, start: str, model_layers, quick: bool) ->
     return recipe
 
 
-def engine_figures(folder: Path, test_images: np.ndarray, test_labels: np.ndarray, digits: int, n_pe: int) -> dict:
-    """The row's EIE image: its golden-model test error and mean cycles per inference."""
+def engine_figures(folder: Path, test_images: np.ndarray, test_labels: np.ndarray, digits: int, n_pe: int,
+                   mac: str = "multiply") -> dict:
+    """The row's EIE image for an engine whose MAC is ``mac``: its golden-model test error and mean
+    cycles per inference."""
     from eiex.hw.eie.params import HwParams
     from eiex.sim.benchmarks.throughput import eie_cycles
     from eiex.sw.images.eie import arithmetic as golden
     from eiex.sw.images.eie.export import export_model_folder
 
-    image = export_model_folder(folder, n_pe)
+    image = export_model_folder(folder, n_pe, mac=mac)
     inputs = golden.quantize_input(image, test_images.reshape(len(test_images), -1))
     outputs = golden.run(image, inputs)
-    cycles = eie_cycles(image, HwParams.for_image(image), inputs[:digits])
+    cycles = eie_cycles(image, HwParams.for_image(image, mac=mac), inputs[:digits])
     return {"image": image, "engine_error": float(np.mean(outputs.argmax(1) != test_labels)),
             "idx_bits": image.engine.idx_bits, "eie_layers": len(image.layers), "cycles": cycles["cycles"],
             "ideal_cycles": cycles["ideal_cycles"], "cycle_digits": min(digits, len(inputs))}
@@ -175,14 +184,15 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
             starts.update({BASELINE_DENSE: folder / "dense.npz", BASELINE_PRUNED: out / "baseline-pruned.npz"})
         if row is None:
             row = row_of(key, what, start, report, seconds)
-            figures = engine_figures(folder, test.images, test.labels, digits, n_pe)
+            image_mac, built_macs = ROW_MACS.get(key, ("multiply", ()))
+            figures = engine_figures(folder, test.images, test.labels, digits, n_pe, image_mac)
             image = figures.pop("image")
             row.update(figures)
             get_engine("eie").write_image(image, out / f"{key}-image", force=True)
-            if key == "pow2" and part is not None:
+            if built_macs and part is not None:
                 built = with_pes(image, build_pes)
                 row["builds"] = {mac: build_figures(built, part, out / f"{key}-build-{mac}", mac, log)
-                                 for mac in ("multiply", "shift")}
+                                 for mac in built_macs}
                 row["build_pes"] = build_pes
             (out / f"{key}.json").write_text(json.dumps(row, indent=2) + "\n")
         results.append(row)
@@ -197,7 +207,7 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
 
 
 def markdown(summary: dict) -> str:
-    """The comparison table (and the shift MAC's build figures when measured)."""
+    """The comparison table (and the build figures of the rows whose hardware changes, when measured)."""
     lines = [f"| method | compressed size | ratio | test error (PyTorch) | test error (EIE image) | EIE cycles per "
              f"inference at {summary['pes']} PEs | weight bits |",
              "|---|---|---|---|---|---|---|"]

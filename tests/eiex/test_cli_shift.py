@@ -110,4 +110,4 @@ def test_an_unknown_mac_is_an_argument_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["verilog", "eie", "--pes", "2", "--mac", "add", "-o", str(tmp_path / "e.v")])
     assert exit_.value.code == 2
-    one_line_error(capsys, "argument --mac: invalid choice: 'add' (choose from 'multiply', 'shift')")
+    one_line_error(capsys, "argument --mac: invalid choice: 'add' (choose from 'multiply', 'shift', 'index')")

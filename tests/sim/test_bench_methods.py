@@ -124,3 +124,29 @@ def test_the_inq_row_is_built_with_each_mac_at_the_build_pes(bench, monkeypatch)
     row = summary["rows"][-1]
     assert row["build_pes"] == 3 and set(row["builds"]) == {"multiply", "shift"}
     assert "pow2 on the ecp5-85k, 3 PEs:" in (out / "methods.md").read_text()
+
+
+def test_the_linear_index_row_is_exported_with_identity_codebooks_and_built_with_each_mac(bench, monkeypatch):
+    """The power-of-two linear row: its image has identity codebooks (the code is the weight, what
+    --mac index runs), and is built with the multiplier and with the codebook-free MAC."""
+    from eiex.sw.images.eie.identity import check_identity_codebook, signed_codes
+
+    out, _ = bench
+    built = []
+
+    def record(image, part, folder, mac, log):
+        built.append((image.engine.n_pe, mac))
+        check_identity_codebook(image)
+        return {"luts": 1, "dsps": image.engine.n_pe, "brams": 1, "fmax_mhz": 100.0, "seconds": 0.0}
+
+    monkeypatch.setattr(methods, "build_figures", record)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(methods, "QUICK_RECIPE", ONE_EPOCH)
+        summary = methods.run_methods(out, quick=True, rows=("deep-compression", "linear-index"), part="ecp5-85k",
+                                      digits=10, resume=True, build_pes=2, log=lambda *_: None)
+    assert built == [(2, "multiply"), (2, "index")]
+    row = summary["rows"][-1]
+    image = get_engine("eie").load_image(out / "linear-index-image")
+    for l in range(len(image.layers)):
+        np.testing.assert_array_equal(image.layer_codebook(l), signed_codes(image.engine.idx_bits))
+    assert image.engine.idx_bits == max(row["bits"].values())

@@ -4,12 +4,14 @@ the build cache, and failures as one-line errors."""
 
 import dataclasses
 import json
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import (XNOR_MAP_NETWORKS, P, brute_force, build_xnor_image, power_of_two_eie_image,
-                       random_eie_image, random_inputs, random_xnor_image)
+from factories import (XNOR_MAP_NETWORKS, P, brute_force, build_xnor_image, identity_eie_image,
+                       power_of_two_eie_image, random_eie_image, random_inputs, random_xnor_image)
 
 import eiex.sim.testbenches.runner as runner
 from eiex.hw.eie import golden as eie_golden
@@ -108,6 +110,30 @@ def test_eie_shift_mac_verilog_equals_golden_and_amaranth(cache):
     _, amaranth_stats = eie_amaranth(image, x, mac="shift")
     assert stats["samples"] == amaranth_stats
     hw = HwParams.for_image(image, mac="shift")
+    assert stats["samples"] == [{k: m[k] for k in ("cycles", "compute_cycles", "ideal_cycles")}
+                                for m in (engine_cycles(image, v, hw) for v in x)]
+
+
+@pytest.mark.skipif(not have_verilator(), reason="verilator is not installed")
+def test_eie_index_mac_verilog_equals_golden_and_amaranth(cache):
+    """The index MAC's Verilog (no codebook memory; identity codebooks whose codes span the whole
+    range, the most negative code 2**(idx_bits - 1) included, written through the load interface,
+    codebook words and all) on Verilator: bit-exact, and the statistics of the Amaranth testbench
+    and of the cycle model."""
+    params = P(3, idx_bits=4, act_bits=10, weight_bits=8)
+    image = identity_eie_image(params, [11, 9, 7], density=0.5, seed=3)
+    x = random_inputs(params, 11, 3, seed=3, zeros=0.3)
+    lo, hi = params.act_range()
+    x[1] = np.where(np.arange(11) % 2, lo, hi)
+    assert -(1 << (params.idx_bits - 1)) in eie_golden.decode_weights(image, 0)
+    outputs, stats = simulate("eie", image, x, mac="index", cache_dir=cache)
+    np.testing.assert_array_equal(outputs, eie_golden.run(image, x))
+    # the Verilog simulated is the index engine's: no codebook memory, the code registered as the weight
+    verilog = "".join(path.read_text() for path in Path(stats["build_dir"]).glob("*.v"))
+    assert "index_weight" in verilog and not re.search(r"reg (signed )?\[[^]]*\] codebook \[", verilog)
+    _, amaranth_stats = eie_amaranth(image, x, mac="index")
+    assert stats["samples"] == amaranth_stats
+    hw = HwParams.for_image(image, mac="index")
     assert stats["samples"] == [{k: m[k] for k in ("cycles", "compute_cycles", "ideal_cycles")}
                                 for m in (engine_cycles(image, v, hw) for v in x)]
 

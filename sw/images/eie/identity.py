@@ -17,7 +17,7 @@ import numpy as np
 
 from eiex.errors import EiexError
 from eiex.sw.images.eie.arithmetic import layer_codes
-from eiex.sw.images.eie.image import EieImage
+from eiex.sw.images.eie.image import MAX_IDX_BITS, EieImage
 
 #: the finest grid looked for: weight_frac is a 6-bit field, and float64 holds 2**-62 exactly
 MAX_FRAC = 62
@@ -50,22 +50,29 @@ def index_bits_for(q: np.ndarray) -> int:
     return 1 + max(top.bit_length(), (-bottom - 1).bit_length() if bottom < 0 else 0)
 
 
-def identity_layer(weight: np.ndarray, idx_bits: int, name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(codes, float codebook, f)`` of a layer for an identity-codebook image: ``codes`` are the
-    weights' ``q`` in ``idx_bits``-bit two's complement, the codebook ``signed(v) * 2**-f``."""
+def _layer_integers(weight: np.ndarray, idx_bits: int, name: str) -> tuple[int, np.ndarray, int]:
+    """``(f, q, bits q needs)``, or an error naming the layer when ``q`` does not fit ``idx_bits``."""
     f, q = weight_grid(weight, name)
     need = index_bits_for(q)
     if need > idx_bits:
         raise EiexError(f"{name}: --mac index takes the index as the weight; these weights are integers "
                         f"{int(q.min())}..{int(q.max())} times 2**-{f}, which need idx_bits = {need}, not {idx_bits} "
                         f"({HOW} at that many bits)")
+    return f, q, need
+
+
+def identity_layer(weight: np.ndarray, idx_bits: int, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(codes, float codebook, f)`` of a layer for an identity-codebook image: ``codes`` are the
+    weights' ``q`` in ``idx_bits``-bit two's complement, the codebook ``signed(v) * 2**-f``."""
+    f, q, _ = _layer_integers(weight, idx_bits, name)
     codes = np.where(q < 0, q + (1 << idx_bits), q)
     return codes, np.ldexp(signed_codes(idx_bits).astype(np.float64), -f), f
 
 
 def needed_index_bits(weights: list[np.ndarray], names: list[str]) -> int:
-    """``idx_bits`` of an identity-codebook image of these layers: the widest layer's ``q``."""
-    return max(index_bits_for(weight_grid(w, n)[1]) for w, n in zip(weights, names))
+    """``idx_bits`` of an identity-codebook image of these layers: the widest layer's ``q`` (an error
+    naming the first layer wider than an image's index may be)."""
+    return max(_layer_integers(w, MAX_IDX_BITS, n)[2] for w, n in zip(weights, names))
 
 
 def check_identity_codebook(image: EieImage) -> None:

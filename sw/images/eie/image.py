@@ -16,6 +16,8 @@ from eiex.errors import EiexError
 
 FORMAT = "eiex-eie-image"
 VERSION = 1
+#: the widest weight index an image may have
+MAX_IDX_BITS = 12
 
 #: what an engine's MAC does with a weight's code (:mod:`eiex.hw.eie.mac`): multiply by its codebook
 #: entry; shift by it (every entry 0 or a signed power of two, :mod:`.powers`); or multiply by the
@@ -51,7 +53,7 @@ class EngineParams:
 
     def __post_init__(self):
         _check_int("n_pe", self.n_pe, 1, 4096)
-        _check_int("idx_bits", self.idx_bits, 1, 12)
+        _check_int("idx_bits", self.idx_bits, 1, MAX_IDX_BITS)
         _check_int("rel_bits", self.rel_bits, 1, 16)
         _check_int("act_bits", self.act_bits, 2, 32)
         _check_int("act_frac", self.act_frac, 0, self.act_bits - 1)

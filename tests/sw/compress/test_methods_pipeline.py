@@ -67,6 +67,7 @@ def run(digits):
         "ternary": {"quantize": {"method": "ternary", "epochs": 1}},
         "pow2": {"quantize": {"method": "pow2", "epochs": 1, "steps": [0.5, 1.0]}},
         "linear": {"quantize": {"method": "linear", "epochs": 1}},
+        "linear_pow2": {"quantize": {"method": "linear", "epochs": 1, "scale": "pow2"}},
         "lowrank": {"lowrank": {"error": 0.3}},
         # a harsh threshold on the first layer leaves hidden neurons without inputs
         "neurons": {"sparsity": {"l1": 1e-4, "remove_neurons": True}, "layers": {"0": {"quality": 2.5}}},
@@ -150,6 +151,45 @@ def test_linear_weights_are_integer_multiples_of_one_scale_per_layer(run):
         np.testing.assert_allclose(steps, np.round(steps), rtol=1e-4, atol=1e-4)
         assert np.abs(np.round(steps)).max() <= levels
         assert len(np.unique(w[w > 0])) <= levels and len(np.unique(w[w < 0])) <= levels
+
+
+def power_of_two_grid(w: np.ndarray) -> tuple[int, np.ndarray]:
+    """``(f, q)``: the smallest ``f`` with every ``w * 2**f`` an integer (exact: every finite float is
+    ``m * 2**e``, found from frexp's mantissa and exponent, ``f`` may be negative), and those integers."""
+    nonzero = w[w != 0].astype(np.float64)
+    mantissa, exponent = np.frexp(nonzero)  # w = mantissa * 2**exponent, the mantissa 53 bits at most
+    m = np.ldexp(mantissa, 53).astype(np.int64)  # odd part below
+    trailing = np.array([(int(x) & -int(x)).bit_length() - 1 for x in m])
+    f = int(np.max(53 - exponent - trailing))
+    return f, np.ldexp(w.astype(np.float64), f)
+
+
+def test_linear_pow2_weights_are_integers_times_one_power_of_two_and_export_with_mac_index(run, digits, tmp_path):
+    """``[quantize] scale = "pow2"``: every layer's non-zero weights are exactly ``q * 2**-f``,
+    ``0 < |q| <= 2**(bits - 1) - 1`` with the top level at least half used (the scale rounds up by less
+    than 2); the folder exports with ``mac="index"`` to identity codebooks at ``idx_bits`` = the bits,
+    whose golden model classifies the digits as PyTorch does."""
+    result = run("linear_pow2")
+    assert result.report["recipe"]["quantize"]["scale"] == "pow2"
+    bits = [layer["bits"] for layer in result.report["layers"]]
+    fracs = []
+    for w, b in zip(weights(result), bits):
+        levels = 2 ** (b - 1) - 1
+        f, q = power_of_two_grid(w)
+        assert np.array_equal(q, np.round(q)), "not integers at the grid"
+        top = int(np.abs(q).max())
+        assert levels // 2 < top <= levels, (b, top)
+        assert len(np.unique(q[q != 0])) > min(levels, 3)
+        fracs.append(f)
+    image = export_model_folder(export_files(result, tmp_path), n_pe=2, mac="index")
+    assert image.engine.idx_bits == max(bits)
+    for l, f in enumerate(fracs):
+        assert image.layers[l].weight_frac == f
+        v = np.arange(2**image.engine.idx_bits)
+        assert image.layer_codebook(l).tolist() == np.where(v >= v.size // 2, v - v.size, v).tolist()
+    _, (images, _) = digits
+    engine = golden.run(image, golden.quantize_input(image, images)).argmax(1)
+    assert np.mean(engine == torch_predictions(result, images)) >= 0.9
 
 
 # ---- low-rank factorization ----------------------------------------------------------------------

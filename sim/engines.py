@@ -333,7 +333,7 @@ ENGINES: dict[str, Engine] = {
     "eie": Engine(
         name="eie", title="EIE sparse engine", image_type=_eie_image_type, load_image=_eie_load, write_image=_eie_write,
         check_inputs=_eie_check, from_raw=_eie_raw, golden=_eie_golden, classes=_eie_classes, hardware=_eie_hardware,
-        resize=_eie_resize, knobs=("n_pe", "queue_depth"),
+        resize=_eie_resize, knobs=("n_pe", "queue_depth", "mac"),
         memory_contents=_eie_memory, to_verilog=_eie_verilog, component=_eie_component,
         throughput=_eie_throughput, amaranth=_eie_amaranth, cocotb_job=_eie_cocotb_job,
         cocotb_stats=_eie_cocotb_stats, cocotb_bench="eiex.sim.testbenches.eie", top="eie_engine"),

@@ -3,6 +3,7 @@ Dask, and report the Pareto front of inferences/s against LUTs (sim/explore/).""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -10,6 +11,7 @@ from typing import Callable
 from eiex.cli.common import add_output, engine_subparsers, int_list, log, read_inputs
 from eiex.errors import EiexError
 from eiex.sim.engines import ENGINES, get_engine
+from eiex.sw.images.eie.image import MAC_KINDS
 
 #: lane counts whose intervals make the XNOR sweep's default targets
 DEFAULT_TARGET_LANES = (16, 64, 256)
@@ -29,19 +31,32 @@ def _default_queue_depths(image) -> list[int]:
     return [DEFAULT_QUEUE_DEPTH]
 
 
+def mac_list(text: str) -> list[str]:
+    """A comma list of EIE MAC kinds: ``multiply,shift``."""
+    values = text.split(",")
+    wrong = [v for v in values if v not in MAC_KINDS]
+    if wrong:
+        raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(MAC_KINDS)}, not {text!r}")
+    return list(dict.fromkeys(values))
+
+
 @dataclass(frozen=True)
 class KnobOption:
     """The command-line option that lists one knob's values."""
 
     flag: str
     help: str
-    default: Callable  # image -> the values swept when the option is not given
+    default: Callable  # image -> the values swept when the option is not given (None: the knob is not swept)
+    parse: Callable = int_list
 
 
 KNOB_OPTIONS = {
     "n_pe": KnobOption("--pes", "PE counts (default 2,4,8,16); the image is re-encoded for each",
                        lambda image: [2, 4, 8, 16]),
     "queue_depth": KnobOption("--queue-depth", "activation queue depths per PE (default 8)", _default_queue_depths),
+    "mac": KnobOption("--mac", "MACs, of multiply, shift and index (default: multiply only, and left out of the "
+                      "points' ids); a point whose image the MAC cannot run is reported as failed, with the reason",
+                      lambda image: None, mac_list),
     "target_interval": KnobOption("--target-interval", "cycles per image to fold for with the fewest lanes (default: "
                                   "the intervals 16, 64 and 256 lanes give the largest layer)", _default_targets),
 }
@@ -61,7 +76,7 @@ def add_parser(sub) -> None:
         p.add_argument("--part", required=True, choices=sorted(PARTS), help="the FPGA part")
         for knob in spec.knobs:
             option = KNOB_OPTIONS[knob]
-            p.add_argument(option.flag, dest=knob, type=int_list, help=f"comma list: {option.help}")
+            p.add_argument(option.flag, dest=knob, type=option.parse, help=f"comma list: {option.help}")
         p.add_argument("--seeds", type=int, default=1, help="nextpnr placer seeds per point, 1..N (default 1)")
         p.add_argument("--input", type=Path, help="X.npy of engine-format inputs for the cycle model (default: 100 "
                        "held-out MNIST-5k digits where the image takes 28x28 digits and the work depends on them)")
@@ -94,6 +109,7 @@ def run(args) -> int:
     image = spec.load_image(args.images)
     inputs = spec.check_inputs(image, read_inputs(args.input)) if args.input is not None else None
     axes = {knob: getattr(args, knob) or KNOB_OPTIONS[knob].default(image) for knob in spec.knobs}
+    axes = {knob: values for knob, values in axes.items() if values is not None}
     content = explore(spec.name, image, part, axes, args.out, seeds=args.seeds, inputs=inputs, speed=args.speed,
                       freq=args.freq, scheduler=args.scheduler, workers=args.workers,
                       cache=ResultCache(args.cache), images=str(args.images), force=args.force,

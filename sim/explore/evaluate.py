@@ -28,7 +28,7 @@ _SRC = re.compile(r"^\s*attribute \\src .*\n", re.M)
 #: lines kept from the end of each tool log in a point's result
 LOG_TAIL = 200
 #: short names of the knobs (and the placer seed) in a point's id and labels
-SHORT = {"n_pe": "pe", "queue_depth": "q", "target_interval": "t", "seed": "s"}
+SHORT = {"n_pe": "pe", "queue_depth": "q", "target_interval": "t", "mac": "", "seed": "s"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Point:
     """One design point: an engine, its knob values and nextpnr's placer seed."""
 
     engine: str
-    knobs: tuple[tuple[str, int], ...]
+    knobs: tuple[tuple[str, int | str], ...]
     seed: int | None = None
 
     @property
@@ -50,7 +50,7 @@ class Point:
         return {**dict(self.knobs), "seed": self.seed}
 
 
-def sweep_points(engine: str, axes: dict[str, list[int]], seeds: int = 1) -> list[Point]:
+def sweep_points(engine: str, axes: dict[str, list], seeds: int = 1) -> list[Point]:
     """Every combination of the knob values in ``axes`` (in their order), each with placer seeds
     ``1 .. seeds``."""
     if seeds < 1:

@@ -228,3 +228,49 @@ def test_eie_inputs_of_the_wrong_width_are_refused(tmp_path, capsys):
     assert main(["explore", "eie", "--images", str(tmp_path / "img"), "--part", "ice40-up5k", "--input",
                  str(tmp_path / "x.npy"), "--out", str(tmp_path / "out")]) == 1
     assert "eiex: error:" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_mac_is_a_knob_named_in_the_point_ids():
+    points = sweep_points("eie", {"n_pe": [2], "queue_depth": [8], "mac": ["multiply", "shift", "index"]})
+    assert [p.id for p in points] == ["eie-pe2-q8-multiply-s1", "eie-pe2-q8-shift-s1", "eie-pe2-q8-index-s1"]
+    assert points[1].params == {"n_pe": 2, "queue_depth": 8, "mac": "shift", "seed": 1}
+    assert report.label({"params": points[2].params}) == "pe2 q8 index s1"
+
+
+def test_a_mac_the_image_cannot_take_is_a_failed_point_with_the_reason():
+    """A random codebook is neither powers of two nor the identity: both points fail before any
+    build, each saying why (evaluate_point never reaches Yosys)."""
+    from eiex.sim.explore.evaluate import evaluate_point
+    from factories import tiny_eie_image
+
+    for mac, reason in (("shift", "--mac shift needs every codebook entry"), ("index", "--mac index takes each")):
+        point = sweep_points("eie", {"n_pe": [2], "mac": [mac]})[0]
+        record = evaluate_point(point, tiny_eie_image(), None, get_part("ecp5-85k"), None, 100.0, frozenset())
+        assert record["status"] == "failed" and record["error"].startswith(reason), record
+
+
+@pytest.mark.parametrize("given, swept", [([], None), (["--mac", "multiply,shift,shift"], ["multiply", "shift"])])
+def test_explore_sweeps_the_mac_only_when_asked(given, swept, tmp_path, monkeypatch):
+    from eiex.sim.explore import run as explore_run
+    from eiex.sw.images.eie.files import write_image
+    from factories import tiny_eie_image
+
+    seen = {}
+
+    def record(engine, image, part, axes, out, **options):
+        seen.update(axes)
+        return {"meta": {"points": 0, "seconds": 0, "workers": 1, "built": 0, "cached": 0, "unfit": 0, "failed": 0},
+                "points": []}
+
+    monkeypatch.setattr(explore_run, "explore", record)
+    write_image(tiny_eie_image(), tmp_path / "img")
+    assert main(["explore", "eie", "--images", str(tmp_path / "img"), "--part", "ecp5-85k", "--pes", "2", *given,
+                 "--out", str(tmp_path / "out")]) == 0
+    assert seen.get("mac") == swept and seen["n_pe"] == [2]
+
+
+def test_an_unknown_mac_in_explore_is_an_argument_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["explore", "eie", "--images", str(tmp_path), "--part", "ecp5-85k", "--mac", "multiply,add",
+              "--out", str(tmp_path / "out")])
+    assert "expected a comma list of multiply, shift, index, not 'multiply,add'" in capsys.readouterr().err

@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
                            "L1 and neuron removal, TWN, INQ, linear, low-rank): size, error, EIE cycles, and the "
                            "resources of the shift and index MACs (about an hour on full MNIST)")
     p.add_argument("--quick", action="store_true", help="MNIST-5k and a few epochs per stage (a minute or two)")
+    p.add_argument("--model", choices=("lenet300", "lenet5"), default="lenet300",
+                   help="the network compressed (default lenet300; lenet5 runs the rows that apply to convolutions, "
+                        "without EIE figures)")
     p.add_argument("--rows", type=lambda text: tuple(text.split(",")),
                    help="comma-separated subset of the rows (default all): " + ", ".join(row[0] for row in METHOD_ROWS))
     p.add_argument("--part", default="ecp5-85k",
@@ -81,7 +84,8 @@ def run_methods(args) -> int:
     if args.pes < 1 or args.digits < 1 or args.build_pes < 1:
         raise EiexError("--pes, --build-pes and --digits must be positive")
     summary = bench(args.out, quick=args.quick, part=None if args.part == "none" else args.part, n_pe=args.pes,
-                    digits=args.digits, rows=args.rows, resume=args.resume, build_pes=args.build_pes, log=log)
+                    digits=args.digits, rows=args.rows, resume=args.resume, build_pes=args.build_pes, model=args.model,
+                    log=log)
     print((args.out / "methods.md").read_text(), end="")
     print(f"{len(summary['rows'])} rows in {summary['seconds'] / 60:.1f} min; methods.json and methods.md in {args.out}/")
     return 0

@@ -24,6 +24,10 @@ baseline in its method alone:
 - ``lowrank``: from the dense weights, truncated SVD of every layer at a relative error budget,
   fine-tuned, then k-means sharing, no pruning.
 
+``--model lenet5`` runs the rows that apply to a network with convolutions (all but ``l1-neurons``
+and ``lowrank``, which need fully connected layers); its results have no EIE image (the EIE
+engine runs fully connected layers only), so their engine columns are empty.
+
 Per row: compressed size and ratio (eiex's storage accounting, Huffman-coded), test error of the
 PyTorch model and of the integer image (the golden model, which the RTL equals bit for bit), and
 EIE cycles per inference from the cycle model over test digits. Each row's image is kept in
@@ -69,6 +73,9 @@ ROWS = (
 QUICK_RECIPE = {"train": {"epochs": 3}, "prune": {"epochs": 1, "steps": 2, "sensitivity": [0.0, 0.5]},
                 "share": {"epochs": 1}, "quantize": {"epochs": 1}}
 PES = 8
+#: the models the bench compresses, and the rows that need a fully connected network
+MODELS = ("lenet300", "lenet5")
+MLP_ROWS = ("l1-neurons", "lowrank")
 #: PEs of the builds of the rows whose hardware changes (one per MAC): at 8 PEs the shift MAC's place
 #: and route took over an hour on this machine, at 2 PEs about a minute
 BUILD_PES = 2
@@ -131,10 +138,27 @@ def row_of(key: str, what: str, start: str, report: dict, seconds: float) -> dic
             "bits": {l["name"]: l["bits"] for l in report["layers"]}}
 
 
+def rows_for(model: str, rows=None) -> list[tuple]:
+    """The rows of :data:`ROWS` run for ``model``: the keys ``rows``, or every row that applies."""
+    from eiex.errors import EiexError
+
+    if model not in MODELS:
+        raise EiexError(f"bench methods runs {' or '.join(MODELS)}, not {model!r}")
+    mlp = model == "lenet300"
+    unknown = set(rows or ()) - {row[0] for row in ROWS}
+    if unknown:
+        raise EiexError(f"unknown method row(s) {', '.join(sorted(unknown))}; known: {', '.join(r[0] for r in ROWS)}")
+    chosen = [row for row in ROWS if (mlp or row[0] not in MLP_ROWS) if rows is None or row[0] in rows]
+    if not mlp and set(rows or ()) & set(MLP_ROWS):
+        raise EiexError(f"the rows {' and '.join(MLP_ROWS)} need a fully connected network; {model} has convolutions")
+    return chosen
+
+
 def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | None = "ecp5-85k", n_pe: int = PES,
-                digits: int = 1000, rows=None, resume: bool = False, build_pes: int = BUILD_PES, log=print) -> dict:
-    """Every row of :data:`ROWS` (or the keys ``rows``) into ``out/<key>``; writes ``methods.json``
-    and ``methods.md`` and returns the former's content. Each finished row is also kept as
+                digits: int = 1000, rows=None, resume: bool = False, build_pes: int = BUILD_PES,
+                model: str = "lenet300", log=print) -> dict:
+    """Every row of :data:`ROWS` that applies to ``model`` (or the keys ``rows``) into ``out/<key>``;
+    writes ``methods.json`` and ``methods.md`` and returns the former's content. Each finished row is also kept as
     ``out/<key>.json``; with ``resume``, a row kept so is not run again, and a row whose compress
     output is in ``out/<key>`` is not compressed again (a long run stopped half-way goes on)."""
     from eiex.errors import EiexError
@@ -144,15 +168,13 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
     from eiex.sw.images.eie.encode import with_pes
     from eiex.sw.models import build_model
 
-    chosen = [row for row in ROWS if rows is None or row[0] in rows]
-    unknown = set(rows or ()) - {row[0] for row in ROWS}
-    if unknown:
-        raise EiexError(f"unknown method row(s) {', '.join(sorted(unknown))}; known: {', '.join(r[0] for r in ROWS)}")
+    chosen = rows_for(model, rows)
+    mlp = model == "lenet300"
     dataset = "mnist5k" if quick else "mnist"
     test = load_dataset(dataset).test
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    layer_names = list(build_model("lenet300").layers())
+    layer_names = list(build_model(model).layers())
     starts = {OWN_DENSE: None}
     results = []
     started_all = time.perf_counter()
@@ -172,7 +194,7 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
         elif row is None:
             log(f"== {key}: {what}")
             started = time.perf_counter()
-            result = compress("lenet300", dataset, seed=seed,
+            result = compress(model, dataset, seed=seed,
                               recipe_path=row_recipe(key, tables, start, layer_names, quick),
                               dense_weights=starts[start], log=log)
             seconds = time.perf_counter() - started
@@ -182,6 +204,9 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
                 np.savez(out / "baseline-pruned.npz", **result.pruned)
         if key == "deep-compression":
             starts.update({BASELINE_DENSE: folder / "dense.npz", BASELINE_PRUNED: out / "baseline-pruned.npz"})
+        if row is None and not mlp:
+            row = {**row_of(key, what, start, report, seconds), "engine_error": None, "cycles": None}
+            (out / f"{key}.json").write_text(json.dumps(row, indent=2) + "\n")
         if row is None:
             row = row_of(key, what, start, report, seconds)
             image_mac, built_macs = ROW_MACS.get(key, ("multiply", ()))
@@ -196,10 +221,11 @@ def run_methods(out: Path, *, quick: bool = False, seed: int = 0, part: str | No
                 row["build_pes"] = build_pes
             (out / f"{key}.json").write_text(json.dumps(row, indent=2) + "\n")
         results.append(row)
-        log(f"{key}: {row['compressed_bytes']:,} bytes ({row['ratio']:.1f}x), error {row['error']:.2%} "
-            f"(image {row['engine_error']:.2%}), {row['cycles']:.0f} cycles at {n_pe} PEs, "
+        engine = (f" (image {row['engine_error']:.2%}), {row['cycles']:.0f} cycles at {n_pe} PEs"
+                  if row["cycles"] is not None else "")
+        log(f"{key}: {row['compressed_bytes']:,} bytes ({row['ratio']:.1f}x), error {row['error']:.2%}{engine}, "
             f"{row['seconds'] / 60:.1f} min")
-    summary = {"model": "lenet300", "dataset": dataset, "seed": seed, "pes": n_pe, "part": part, "quick": quick,
+    summary = {"model": model, "dataset": dataset, "seed": seed, "pes": n_pe, "part": part, "quick": quick,
                "rows": results, "seconds": round(time.perf_counter() - started_all, 1)}
     (out / "methods.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "methods.md").write_text(markdown(summary))
@@ -213,8 +239,10 @@ def markdown(summary: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for row in summary["rows"]:
         bits = ", ".join(f"{n} {b}" for n, b in row["bits"].items())
+        engine = ("- | -" if row["cycles"] is None  # a network with convolutions: no EIE image
+                  else f"{row['engine_error']:.2%} | {row['cycles']:,.0f}")
         lines.append(f"| {row['method']} | {row['compressed_bytes']:,} B | {row['ratio']:.1f}x | {row['error']:.2%} | "
-                     f"{row['engine_error']:.2%} | {row['cycles']:,.0f} | {bits} |")
+                     f"{engine} | {bits} |")
     for row in summary["rows"]:
         if "builds" in row:
             lines += ["", f"{row['key']} on the {summary['part']}, {row['build_pes']} PEs:", "",

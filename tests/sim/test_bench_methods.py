@@ -150,3 +150,30 @@ def test_the_linear_index_row_is_exported_with_identity_codebooks_and_built_with
     for l in range(len(image.layers)):
         np.testing.assert_array_equal(image.layer_codebook(l), signed_codes(image.engine.idx_bits))
     assert image.engine.idx_bits == max(row["bits"].values())
+
+
+def test_lenet5_runs_the_rows_that_apply_to_convolutions():
+    from eiex.errors import EiexError
+
+    keys = [row[0] for row in methods.rows_for("lenet5")]
+    assert keys == [row[0] for row in methods.ROWS if row[0] not in ("l1-neurons", "lowrank")]
+    assert [row[0] for row in methods.rows_for("lenet300")] == [row[0] for row in methods.ROWS]
+    with pytest.raises(EiexError, match="^the rows l1-neurons and lowrank need a fully connected network; lenet5"):
+        methods.rows_for("lenet5", ("deep-compression", "lowrank"))
+    with pytest.raises(EiexError, match="^bench methods runs lenet300 or lenet5, not 'vgg'"):
+        methods.rows_for("vgg")
+
+
+def test_a_lenet5_row_has_its_size_and_error_and_no_engine_columns(tmp_path, one_torch_thread, monkeypatch):
+    """LeNet-5's rows are compressed as LeNet-300-100's are; the EIE engine runs fully connected
+    layers only, so there is no image and the engine columns are empty."""
+    monkeypatch.setattr(methods, "QUICK_RECIPE", ONE_EPOCH)
+    summary = methods.run_methods(tmp_path, quick=True, rows=("deep-compression",), part="ecp5-85k", model="lenet5",
+                                  digits=10, log=lambda *_: None)
+    (row,) = summary["rows"]
+    report = json.loads((tmp_path / "deep-compression" / "report.json").read_text())
+    assert summary["model"] == "lenet5" and row["bits"] == {l["name"]: l["bits"] for l in report["layers"]}
+    assert row["error"] == pytest.approx(1 - report["compressed_accuracy"]) and row["ratio"] > 1
+    assert row["engine_error"] is None and row["cycles"] is None and "builds" not in row
+    assert not (tmp_path / "deep-compression-image").exists()
+    assert (tmp_path / "methods.md").read_text().splitlines()[2].endswith("| - | - | conv1 6, conv2 6, fc1 4, fc2 5 |")

@@ -33,8 +33,8 @@ def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: i
     The data is ``dataset`` (``mnist5k``, ``mnist``, ``fashion`` or an npz path; default
     ``mnist5k``) or the arrays ``train=(x, y)`` and ``test=(x, y)``. ``recipe``: a TOML path or a
     dict of its tables, over the model's recipe; its ``quantize`` (``kmeans``, ``linear`` with a
-    ``scale`` of ``real`` or ``pow2``, ``ternary``, ``pow2``), ``distill``, ``sparsity`` and ``lowrank`` tables choose the other
-    compression methods (README, "Other compression methods"). ``weights``: a state_dict file or an
+    ``scale`` of ``real`` or ``pow2``, ``ternary``, ``pow2``), ``distill``, ``sparsity`` and
+    ``lowrank`` tables choose the other compression methods (README, "Other compression methods"). ``weights``: a state_dict file or an
     npz of ``w0, b0, ...`` that replaces dense training. The result's ``save(out)`` writes what
     ``eiex compress`` writes.
     """

@@ -34,9 +34,9 @@ def compress(model, dataset=None, *, train=None, test=None, recipe=None, seed: i
     ``mnist5k``) or the arrays ``train=(x, y)`` and ``test=(x, y)``. ``recipe``: a TOML path or a
     dict of its tables, over the model's recipe; its ``quantize`` (``kmeans``, ``linear`` with a
     ``scale`` of ``real`` or ``pow2``, ``ternary``, ``pow2``), ``distill``, ``sparsity`` and
-    ``lowrank`` tables choose the other compression methods (README, "Other compression methods"). ``weights``: a state_dict file or an
-    npz of ``w0, b0, ...`` that replaces dense training. The result's ``save(out)`` writes what
-    ``eiex compress`` writes.
+    ``lowrank`` tables choose the other compression methods (README, "Other compression methods").
+    ``weights``: a state_dict file or an npz of ``w0, b0, ...`` that replaces dense training. The
+    result's ``save(out)`` writes what ``eiex compress`` writes.
     """
     from eiex.sw.compress.pipeline import compress as run_pipeline
 

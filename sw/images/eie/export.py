@@ -400,9 +400,10 @@ def export_model_folder(folder, n_pe: int, *, balance: bool = False, mac: str = 
 def engine_for(layers: list[FloatLayer], n_pe: int, mac: str = DEFAULT_MAC, **overrides) -> EngineParams:
     """Engine parameters for these layers: idx_bits, unless given, from their distinct values (for
     ``mac="index"``: from the range of their integers)."""
-    idx_bits = needed_index_bits([l.weight for l in layers], [l.name for l in layers]) if mac == "index" \
-        else needed_idx_bits(layers)
-    settings = {"n_pe": n_pe, "idx_bits": idx_bits, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = {"n_pe": n_pe, **{k: v for k, v in overrides.items() if v is not None}}
+    if "idx_bits" not in settings:
+        settings["idx_bits"] = needed_index_bits([l.weight for l in layers], [l.name for l in layers]) \
+            if mac == "index" else needed_idx_bits(layers)
     return EngineParams(**settings)
 
 

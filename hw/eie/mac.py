@@ -14,8 +14,9 @@ no codebook memory: the weight is the entry's code itself, a signed ``idx_bits``
 signs, so the encoder is a priority encoder on the entry's bits with no absolute value first.
 
 The product takes the same two register stages either way (``E4``, ``E5`` of
-:mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for all three. In
-all, the first stage only registers the codebook word: the block RAM's output is slow (the first
+:mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for all
+three. The first stage only registers the weight as it comes (for multiply and shift, the codebook
+word): the block RAM's output is slow (the first
 shift MAC negated there, and that read was its critical path: 99.01 MHz on the ECP5-85F at 8 PEs,
 against 111.77 for the multiplier; ``docs/benchmarks.md``).
 """
@@ -48,7 +49,9 @@ def shift_code(value: int) -> dict:
 def codebook_shape(hw: HwParams):
     """The shape of a decoded weight: a codebook memory word, or (``index``) the code itself."""
     e = hw.engine
-    return {"shift": shift_code_layout(e.weight_bits), "index": signed(e.idx_bits)}.get(hw.mac, signed(e.weight_bits))
+    if hw.mac == "shift":
+        return shift_code_layout(e.weight_bits)
+    return signed(e.idx_bits if hw.mac == "index" else e.weight_bits)
 
 
 def codebook_init(hw: HwParams, words) -> list:

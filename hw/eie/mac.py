@@ -16,9 +16,9 @@ signs, so the encoder is a priority encoder on the entry's bits with no absolute
 The product takes the same two register stages either way (``E4``, ``E5`` of
 :mod:`eiex.hw.eie.pe`), so the engine's cycle model (:mod:`eiex.hw.eie.cycles`) holds for all
 three. The first stage only registers the weight as it comes (for multiply and shift, the codebook
-word): the block RAM's output is slow (the first
-shift MAC negated there, and that read was its critical path: 99.01 MHz on the ECP5-85F at 8 PEs,
-against 111.77 for the multiplier; ``docs/benchmarks.md``).
+word): the block RAM's output is slow (the first shift MAC negated there, and that read was its
+critical path: 99.01 MHz on the ECP5-85F at 8 PEs, against 111.77 for the multiplier;
+``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

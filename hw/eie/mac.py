@@ -60,14 +60,21 @@ def codebook_init(hw: HwParams, words) -> list:
     return [shift_code(v) for v in values] if hw.mac == "shift" else values
 
 
-def codebook_write_data(m: Module, hw: HwParams, word):
-    """What the codebook memory's write port stores for the load interface's ``word`` (an entry in
-    its low ``weight_bits``): the entry, or its shift code (a :class:`ShiftEncoder` added to ``m``)."""
+def codebook_write(m: Module, hw: HwParams, en, addr, word) -> tuple:
+    """``(en, addr, data)`` of the codebook memory's write port for a load-interface write of ``word``
+    (an entry in its low ``weight_bits``) at ``addr``: the entry as it comes, or, for the shift MAC,
+    the write registered in the PE and then converted to its shift code (a :class:`ShiftEncoder`
+    added to ``m``). The load bus reaches every PE from one register, so the encoder after it was
+    the critical path at 8 PEs (92.0 MHz on the ECP5-85F, ``docs/benchmarks.md``); the write lands
+    one cycle later, long before the first input vector can reach the MAC."""
     if hw.mac != "shift":
-        return word
+        return en, addr, word
+    en_r, addr_r = Signal(name="codebook_we_r"), Signal.like(addr, name="codebook_waddr_r")
+    word_r = Signal(signed(hw.engine.weight_bits), name="codebook_wdata_r")
+    m.d.sync += [en_r.eq(en), addr_r.eq(addr), word_r.eq(word[:hw.engine.weight_bits])]
     encoder = m.submodules.codebook_encoder = ShiftEncoder(hw.engine.weight_bits)
-    m.d.comb += encoder.value.eq(word[:hw.engine.weight_bits])
-    return encoder.code
+    m.d.comb += encoder.value.eq(word_r)
+    return en_r, addr_r, encoder.code
 
 
 class ShiftEncoder(wiring.Component):

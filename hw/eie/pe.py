@@ -48,7 +48,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from eiex.hw.eie.mac import Product, codebook_init, codebook_shape, codebook_write_data
+from eiex.hw.eie.mac import Product, codebook_init, codebook_shape, codebook_write
 from eiex.hw.eie.params import WEIGHT_FRAC_BITS, HwParams
 from eiex.hw.eie.pointers import PointerReader
 from eiex.hw.eie.rescale import Rescale
@@ -156,17 +156,17 @@ class ProcessingElement(wiring.Component):
                                             attrs=BLOCK_RAM)
         bias = m.submodules.bias = Memory(shape=signed(e.bias_bits), depth=hw.bias_depth,
                                           init=to_signed(init.get("bias", []), e.bias_bits).tolist(), attrs=BLOCK_RAM)
-        loaded = [(spmat, ld.spmat, ld.data), (bias, ld.bias, ld.data)]
+        loaded = [(spmat, ld.spmat, ld.addr, ld.data), (bias, ld.bias, ld.addr, ld.data)]
         codebook = None  # with mac "index" the code is the weight, and codebook loads are dropped
         if hw.mac != "index":
             # the codebook holds each entry as the MAC uses it: the value, or its shift code (hw.mac)
             codebook = m.submodules.codebook = Memory(shape=codebook_shape(hw), depth=hw.codebook_depth,
                                                       init=codebook_init(hw, init.get("codebook", [])),
                                                       attrs=BLOCK_RAM)
-            loaded.append((codebook, ld.codebook, codebook_write_data(m, hw, ld.data)))
-        for mem, sel, word in loaded:
+            loaded.append((codebook, *codebook_write(m, hw, ld.codebook, ld.addr, ld.data)))
+        for mem, sel, addr, word in loaded:
             wp = mem.write_port()
-            m.d.comb += [wp.en.eq(sel), wp.addr.eq(ld.addr), wp.data.eq(word)]
+            m.d.comb += [wp.en.eq(sel), wp.addr.eq(addr), wp.data.eq(word)]
         # ping-pong accumulators: layer l accumulates in bank l % 2 while layer l - 1's bank is
         # written back
         # (the MAC may read a row in the cycle it is written; the forwarding in _mac never uses such
